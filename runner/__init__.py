@@ -1,0 +1,1 @@
+"""Nightrunner: a declarative observatory sequencer."""

@@ -1,0 +1,79 @@
+"""The engine clock: every wait, timeout and trigger reads time from here.
+
+Simulators share the same clock so that ``--speed N`` makes a whole night (cooler ramps, guide
+frames, exposures, twilight) run N times faster, consistently. Simulated time flows continuously:
+``now()`` is the wall-clock time elapsed since start multiplied by ``speed``, added to a chosen
+starting instant, and ``sleep(s)`` sleeps ``s / speed`` real seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """What the engine, simulators and guiders need from time."""
+
+    @property
+    def speed(self) -> float:
+        """How many simulated seconds pass per real second (1 for the real clock)."""
+        ...
+
+    def now(self) -> datetime:
+        """The current instant, timezone-aware UTC."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds on a monotonic scale in clock time (for durations and timeouts)."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` of clock time."""
+        ...
+
+    def to_real(self, seconds: float) -> float:
+        """Real seconds that ``seconds`` of clock time take (for asyncio timeouts)."""
+        ...
+
+
+class ScaledClock:
+    """A clock running ``speed`` times faster than the wall clock from ``start``.
+
+    ``ScaledClock()`` (speed 1, starting now) is the real clock.
+    """
+
+    def __init__(self, speed: float = 1.0, start: datetime | None = None) -> None:
+        if speed <= 0:
+            raise ValueError(f"clock speed must be > 0, got {speed}")
+        self._speed = float(speed)
+        self._start = (start or datetime.now(UTC)).astimezone(UTC)
+        self._t0 = time.monotonic()
+
+    @property
+    def speed(self) -> float:
+        return self._speed
+
+    def monotonic(self) -> float:
+        return (time.monotonic() - self._t0) * self._speed
+
+    def now(self) -> datetime:
+        return self._start + timedelta(seconds=self.monotonic())
+
+    def to_real(self, seconds: float) -> float:
+        return max(0.0, seconds) / self._speed
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(self.to_real(seconds))
+
+    def sleep_blocking(self, seconds: float) -> None:
+        """For code running in a worker thread (e.g. a blocking SDK wrapper)."""
+        time.sleep(self.to_real(seconds))
+
+
+async def wait_for(awaitable: object, timeout: float | None, clock: Clock) -> object:
+    """``asyncio.wait_for`` with the timeout given in clock seconds."""
+    real = None if timeout is None else clock.to_real(timeout)
+    return await asyncio.wait_for(awaitable, real)  # type: ignore[arg-type]

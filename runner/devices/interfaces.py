@@ -1,0 +1,301 @@
+"""One narrow async interface per device kind; the engine knows only these.
+
+Back-ends (``devices.sim``, ``devices.alpaca``, ``devices.indi``) implement them and convert
+their own errors into ``runner.errors`` at the boundary. Units are in the names or documented:
+seconds, °C, degrees, pixels, focuser steps. Long operations *start* and return; progress is
+read back (``exposure_status``, ``is_moving``) — the alpyca habit — so an abort is always
+possible between polls.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+
+class ExposureState(StrEnum):
+    idle = "idle"
+    exposing = "exposing"
+    downloading = "downloading"
+    ready = "ready"
+    error = "error"
+
+
+@dataclass(frozen=True)
+class RoiBox:
+    """Sub-frame in unbinned sensor pixels."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+@dataclass
+class Frame:
+    """A finished exposure: the pixels and what the camera knew when it took them."""
+
+    data: npt.NDArray[np.uint16]
+    exposure: float  # s
+    start: datetime  # UTC, shutter open
+    frame_type: str  # light | dark | bias | flat
+    binning: int
+    gain: int
+    offset: int
+    ccd_temp: float | None  # °C at the end of the exposure
+    set_temp: float | None  # °C cooler set point, None when cooler off
+    roi: RoiBox
+    bayer: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CameraInfo:
+    name: str
+    width: int  # unbinned pixels
+    height: int
+    pixel_size: float  # µm
+    max_binning: int
+    has_cooler: bool
+    egain: float  # e-/ADU
+    bayer: str | None = None
+
+
+class Device(abc.ABC):
+    """Lifecycle shared by every device."""
+
+    @abc.abstractmethod
+    async def connect(self) -> None: ...
+
+    @abc.abstractmethod
+    async def disconnect(self) -> None: ...
+
+    async def reconnect(self) -> None:
+        await self.disconnect()
+        await self.connect()
+
+    @property
+    @abc.abstractmethod
+    def connected(self) -> bool: ...
+
+
+class Camera(Device):
+    """Seed 003's camera: non-blocking exposure with status and result, cooling, ROI …"""
+
+    @abc.abstractmethod
+    async def info(self) -> CameraInfo: ...
+
+    @abc.abstractmethod
+    async def start_exposure(
+        self, seconds: float, frame_type: str = "light", *, light: bool = True
+    ) -> None:
+        """Open the shutter and return at once; raises DeviceBusy if already exposing."""
+
+    @abc.abstractmethod
+    async def exposure_status(self) -> ExposureState: ...
+
+    @abc.abstractmethod
+    async def exposure_result(self) -> Frame:
+        """The frame once ``exposure_status()`` is ``ready`` (consumes it)."""
+
+    @abc.abstractmethod
+    async def abort_exposure(self) -> None:
+        """Abort the exposure in progress; its frame is discarded. No-op when idle."""
+
+    @abc.abstractmethod
+    async def set_cooler(self, on: bool) -> None: ...
+
+    @abc.abstractmethod
+    async def set_temperature(self, celsius: float) -> None:
+        """Set the cooler set point (turns the cooler on)."""
+
+    @abc.abstractmethod
+    async def cooler_on(self) -> bool: ...
+
+    @abc.abstractmethod
+    async def temperature(self) -> float:
+        """Sensor temperature, °C."""
+
+    @abc.abstractmethod
+    async def set_point(self) -> float | None: ...
+
+    @abc.abstractmethod
+    async def cooler_power(self) -> float:
+        """Cooler power, percent 0–100."""
+
+    @abc.abstractmethod
+    async def set_roi(self, roi: RoiBox | None) -> None:
+        """None resets to full frame."""
+
+    @abc.abstractmethod
+    async def roi(self) -> RoiBox: ...
+
+    @abc.abstractmethod
+    async def set_gain(self, gain: int) -> None: ...
+
+    @abc.abstractmethod
+    async def gain(self) -> int: ...
+
+    @abc.abstractmethod
+    async def set_offset(self, offset: int) -> None: ...
+
+    @abc.abstractmethod
+    async def offset(self) -> int: ...
+
+    @abc.abstractmethod
+    async def set_binning(self, binning: int) -> None: ...
+
+    @abc.abstractmethod
+    async def binning(self) -> int: ...
+
+
+class FilterWheel(Device):
+    @abc.abstractmethod
+    async def names(self) -> list[str]: ...
+
+    @abc.abstractmethod
+    async def position(self) -> int | None:
+        """Current slot, 0-based; None while moving."""
+
+    @abc.abstractmethod
+    async def move_to(self, slot: int) -> None:
+        """Start the move and return; poll ``position()`` until it equals ``slot``."""
+
+
+class Focuser(Device):
+    @abc.abstractmethod
+    async def position(self) -> int: ...
+
+    @abc.abstractmethod
+    async def max_position(self) -> int: ...
+
+    @abc.abstractmethod
+    async def move_to(self, position: int) -> None:
+        """Start an absolute move and return; poll ``is_moving()``."""
+
+    @abc.abstractmethod
+    async def is_moving(self) -> bool: ...
+
+    @abc.abstractmethod
+    async def halt(self) -> None: ...
+
+    @abc.abstractmethod
+    async def temperature(self) -> float | None:
+        """Focuser probe temperature, °C (None when there is no probe)."""
+
+
+class PierSide(StrEnum):
+    east = "east"
+    west = "west"
+    unknown = "unknown"
+
+
+class Mount(Device):
+    @abc.abstractmethod
+    async def slew_to(self, ra_deg: float, dec_deg: float) -> None:
+        """Start a slew (J2000 degrees) and return; poll ``is_slewing()``."""
+
+    @abc.abstractmethod
+    async def is_slewing(self) -> bool: ...
+
+    @abc.abstractmethod
+    async def abort_slew(self) -> None: ...
+
+    @abc.abstractmethod
+    async def coordinates(self) -> tuple[float, float]:
+        """Current RA, Dec (J2000 degrees)."""
+
+    @abc.abstractmethod
+    async def set_tracking(self, on: bool) -> None: ...
+
+    @abc.abstractmethod
+    async def tracking(self) -> bool: ...
+
+    @abc.abstractmethod
+    async def park(self) -> None:
+        """Start parking; poll ``is_parked()``."""
+
+    @abc.abstractmethod
+    async def unpark(self) -> None: ...
+
+    @abc.abstractmethod
+    async def is_parked(self) -> bool: ...
+
+    @abc.abstractmethod
+    async def side_of_pier(self) -> PierSide: ...
+
+
+class SafetyMonitor(Device):
+    @abc.abstractmethod
+    async def is_safe(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class GuideStats:
+    """Guiding RMS over an interval; arcsec when the pixel scale is known, else pixels."""
+
+    rms_ra: float
+    rms_dec: float
+    rms_total: float
+    unit: str  # "arcsec" | "px"
+    frames: int
+
+
+class GuiderState(StrEnum):
+    stopped = "Stopped"
+    selected = "Selected"
+    calibrating = "Calibrating"
+    guiding = "Guiding"
+    lost_lock = "LostLock"
+    paused = "Paused"
+    looping = "Looping"
+
+
+class Guider(abc.ABC):
+    """What the engine needs from a guider (PHD2 client or the simulated guider).
+
+    ``guide`` and ``dither`` return only after settling completed (SettleDone) and raise
+    ``SettleFailed`` when it did not — "guiding started" is not "ready".
+    """
+
+    @abc.abstractmethod
+    async def connect(self) -> None: ...
+
+    @abc.abstractmethod
+    async def disconnect(self) -> None: ...
+
+    @abc.abstractmethod
+    async def state(self) -> GuiderState: ...
+
+    @abc.abstractmethod
+    async def guide(
+        self, settle_pixels: float, settle_time: float, settle_timeout: float,
+        recalibrate: bool = False,
+    ) -> None: ...
+
+    @abc.abstractmethod
+    async def dither(
+        self, amount: float, ra_only: bool, settle_pixels: float, settle_time: float,
+        settle_timeout: float,
+    ) -> None: ...
+
+    @abc.abstractmethod
+    async def stop(self) -> None:
+        """Stop guiding and looping; returns once the guider reports stopped."""
+
+    @abc.abstractmethod
+    async def pause(self, paused: bool) -> None: ...
+
+    @abc.abstractmethod
+    def start_stats(self) -> None:
+        """Begin collecting guide steps for ``stats()`` (called when an exposure starts)."""
+
+    @abc.abstractmethod
+    def stats(self) -> GuideStats | None:
+        """RMS since ``start_stats()``; None when no guide step arrived."""

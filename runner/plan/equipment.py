@@ -1,0 +1,155 @@
+"""Equipment profiles: which back-end drives each device, and the figures the engine and the
+estimate need (download time, filter change time, focuser range, slew rate …).
+
+Profiles are separate YAML files (``schemas/equipment.schema.json``) so that one plan runs on
+different rigs. ``simulator`` is built in (``runner/plan/profiles/simulator.yaml``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from runner.plan.models import Model
+from runner.plan.units import Duration
+
+Backend = Literal["simulator", "alpaca", "indi"]
+
+
+class Connection(Model):
+    backend: Backend = Field("simulator", description="Driver: simulator, alpaca or indi.")
+    address: str | None = Field(
+        None, description="host:port of the Alpaca server or indiserver (default per backend)."
+    )
+    device: str | int | None = Field(
+        None, description="Alpaca device number or INDI device name."
+    )
+
+
+class CameraProfile(Connection):
+    name: str = Field("Nightrunner Sim Camera", description="Written to INSTRUME.")
+    width: int = Field(1024, ge=16, le=20_000, description="Sensor width, pixels.")
+    height: int = Field(768, ge=16, le=20_000, description="Sensor height, pixels.")
+    pixel_size: float = Field(3.76, gt=0, description="Pixel size, µm.")
+    max_binning: int = Field(4, ge=1, le=16)
+    gain_range: tuple[int, int] = Field((0, 500), description="Allowed gain, driver units.")
+    offset_range: tuple[int, int] = Field((0, 500), description="Allowed offset, ADU.")
+    egain: float = Field(1.0, gt=0, description="Electrons per ADU at the default gain.")
+    read_noise: float = Field(3.0, ge=0, description="Read noise, electrons.")
+    download_time: Duration = Field(2.0, description="Seconds to read out a full frame.")
+    cooler: bool = Field(True, description="Has a regulated cooler.")
+    bayer: Literal["RGGB", "BGGR", "GRBG", "GBRG"] | None = Field(
+        None, description="Bayer pattern for one-shot-colour cameras."
+    )
+
+
+class FilterSpec(Model):
+    name: str = Field(..., min_length=1)
+    focus_offset: int = Field(0, description="Focuser offset relative to L, steps.")
+
+
+class FilterWheelProfile(Connection):
+    filters: list[FilterSpec] = Field(..., min_length=1)
+    change_time: Duration = Field(3.0, description="Seconds per filter change.")
+
+    @model_validator(mode="after")
+    def _unique(self) -> FilterWheelProfile:
+        names = [f.name for f in self.filters]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"filter names must be unique (repeated: {', '.join(sorted(dup))})")
+        return self
+
+
+class FocuserProfile(Connection):
+    min_position: int = Field(0, ge=0, description="Lowest position, steps.")
+    max_position: int = Field(50_000, gt=0, description="Highest position, steps.")
+    speed: float = Field(1000.0, gt=0, description="Steps per second.")
+    backlash: int = Field(0, ge=0, description="Backlash, steps (compensated inward moves).")
+    step_size: int = Field(100, gt=0, description="Default autofocus step, steps.")
+    move_timeout: Duration = Field(120.0, description="Seconds a move may take.")
+
+
+class MountProfile(Connection):
+    slew_rate: float = Field(3.0, gt=0, description="Slew speed, degrees per second.")
+    settle_time: Duration = Field(5.0, description="Seconds to settle after a slew.")
+    slew_timeout: Duration = Field(300.0)
+
+
+class GuiderProfile(Model):
+    backend: Literal["simulator", "phd2"] = Field(
+        "simulator",
+        description="simulator: PHD2 simulator started in-process; phd2: a real PHD2.",
+    )
+    host: str = Field("127.0.0.1")
+    port: int = Field(4400, ge=1, le=65_535, description="PHD2 event server port.")
+    profile: str | None = Field(None, description="PHD2 equipment profile to select.")
+    pixel_scale: float | None = Field(
+        None, gt=0, description="Guide camera scale, arcsec/px (else read from PHD2)."
+    )
+    exposure: Duration = Field(2.0, description="Guide exposure, s.")
+
+
+class SafetyProfile(Connection):
+    pass
+
+
+class Fault(Model):
+    """A fault the simulators inject, for tests and rehearsals."""
+
+    kind: Literal[
+        "camera_disconnect",
+        "exposure_hang",
+        "focuser_stuck",
+        "unsafe_weather",
+        "star_lost",
+        "settle_never",
+        "guider_drop",
+    ]
+    at_frame: int | None = Field(None, ge=1, description="Light frame number (1-based).")
+    at_time: Duration | None = Field(None, description="Seconds after the run starts.")
+    duration: Duration | None = Field(None, description="How long it lasts, s (default: ever).")
+    times: int = Field(1, ge=1, description="How many consecutive operations it affects.")
+
+
+class Simulation(Model):
+    seed: int = Field(42, description="Random seed: simulator output is deterministic.")
+    speed: float = Field(1.0, gt=0, description="Default time acceleration (--speed wins).")
+    ambient: float = Field(15.0, ge=-40, le=45, description="Ambient temperature, °C.")
+    best_focus: int = Field(25_000, ge=0, description="Best focus at 20 °C, steps.")
+    focus_drift: float = Field(-40.0, description="Best-focus change per °C, steps.")
+    ambient_drift: float = Field(-0.5, description="Ambient change per hour, °C.")
+    stars: int = Field(300, ge=0, le=100_000, description="Stars in the synthetic field.")
+    sky_background: float = Field(8.0, ge=0, description="Sky background, electrons per pixel per second.")
+    tracking_drift: float = Field(0.05, ge=0, description="Unguided drift, px per s.")
+    faults: list[Fault] = Field(default_factory=list)
+
+
+class Equipment(Model):
+    name: str = Field(..., min_length=1)
+    camera: CameraProfile = Field(default_factory=CameraProfile)  # type: ignore[arg-type]
+    filter_wheel: FilterWheelProfile | None = None
+    focuser: FocuserProfile | None = None
+    mount: MountProfile | None = None
+    guider: GuiderProfile | None = None
+    safety: SafetyProfile | None = None
+    focal_length: float = Field(400.0, gt=0, description="Telescope focal length, mm.")
+    telescope: str = Field("Nightrunner Sim Scope", description="Written to TELESCOP.")
+    data_dir: str | None = Field(None, description="Default data directory.")
+    simulation: Simulation = Field(default_factory=Simulation)  # type: ignore[arg-type]
+    exposure_margin: Duration = Field(
+        30.0, description="Download allowance added to exposure timeouts, s."
+    )
+    cool_timeout: Duration = Field(900.0)
+    autofocus_overhead: Duration = Field(
+        10.0, description="Per-sample overhead of an autofocus run besides exposure, s."
+    )
+
+    def filter_names(self) -> list[str]:
+        return [f.name for f in self.filter_wheel.filters] if self.filter_wheel else []
+
+    @property
+    def pixel_scale(self) -> float:
+        """Main camera image scale, arcsec per unbinned pixel."""
+        return 206.265 * self.camera.pixel_size / self.focal_length

@@ -1,0 +1,607 @@
+"""The plan language: pydantic models that are the single source of truth.
+
+The JSON Schema in ``schemas/plan.schema.json`` and the reference in ``docs/plan-reference.md``
+are generated from these classes. Every field with a unit names it in its description.
+
+A step is a YAML mapping with exactly one *kind key* from a closed registry (``expose``,
+``filter``, ``repeat`` …) plus optional common keys (``timeout``, ``on_error``) and, for
+structural steps, ``steps``. YAML never names Python classes.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    model_validator,
+)
+
+from runner.plan.units import RA, ClockTimeField, Dec, Duration
+
+
+class Model(BaseModel):
+    """Base of every plan model: unknown keys are errors, models are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# --------------------------------------------------------------------------- common pieces
+
+
+class FrameType(StrEnum):
+    light = "light"
+    dark = "dark"
+    bias = "bias"
+    flat = "flat"
+
+
+class Then(StrEnum):
+    """What happens once retries are used up."""
+
+    skip_step = "skip_step"
+    skip_target = "skip_target"
+    abort = "abort"
+
+
+class ErrorPolicy(Model):
+    """How a failing step is handled; resolved step → target → plan."""
+
+    retry: int = Field(0, ge=0, le=100, description="Retries before `then` applies.")
+    backoff: Duration = Field(
+        30.0, description="Seconds before the first retry; doubles on each further retry."
+    )
+    then: Then = Field(Then.skip_target, description="Action once retries are exhausted.")
+
+
+class Roi(Model):
+    """Region of interest in unbinned sensor pixels."""
+
+    x: int = Field(0, ge=0, description="Left edge, pixels.")
+    y: int = Field(0, ge=0, description="Top edge, pixels.")
+    width: int = Field(..., gt=0, description="Width, pixels.")
+    height: int = Field(..., gt=0, description="Height, pixels.")
+
+
+class Settle(Model):
+    """PHD2 settle criteria after guide start or dither."""
+
+    pixels: float = Field(1.5, gt=0, description="Max guide distance to count as settled, px.")
+    time: Duration = Field(8.0, description="Seconds the distance must stay within `pixels`.")
+    timeout: Duration = Field(60.0, description="Seconds before settling is declared failed.")
+
+
+class SettleFailure(StrEnum):
+    """What to do when settling fails after a dither or guide start."""
+
+    retry_dither = "retry_dither"
+    go_on = "continue"
+    skip_target = "skip_target"
+    abort = "abort"
+
+
+class ExposeSettings(Model):
+    """Camera settings that steps inherit unless they set their own."""
+
+    gain: int | None = Field(None, ge=0, description="Camera gain (driver units).")
+    offset: int | None = Field(None, ge=0, description="Camera offset / pedestal (ADU).")
+    binning: int = Field(1, ge=1, le=16, description="Binning, same in X and Y.")
+
+
+class Defaults(Model):
+    expose: ExposeSettings = Field(default_factory=ExposeSettings)  # type: ignore[arg-type]
+    settle: Settle = Field(default_factory=Settle)  # type: ignore[arg-type]
+    output: str = Field(
+        "{target}/{filter}/{target}_{filter}_{exposure}s_{seq:04d}.fits",
+        description="Frame path template, relative to the data directory. Fields: target, "
+        "filter, exposure (s), type, seq (frame number within target/filter/type), date "
+        "(YYYY-MM-DD of the night), time (HHMMSS UTC), gain, binning.",
+    )
+
+
+class Site(Model):
+    latitude: float = Field(..., ge=-90, le=90, description="Geodetic latitude, degrees north.")
+    longitude: float = Field(..., ge=-180, le=180, description="Longitude, degrees east.")
+    elevation: float = Field(0.0, ge=-500, le=9000, description="Height above sea level, m.")
+    timezone: str | None = Field(
+        None,
+        description="IANA time zone of the site (e.g. Europe/Amsterdam) for clock times; "
+        "default: the machine's local time zone.",
+    )
+
+
+# --------------------------------------------------------------------------- step arguments
+
+
+class CoolArgs(Model):
+    to: float = Field(..., ge=-60, le=40, description="Sensor set point, °C.")
+    rate: float | None = Field(
+        None, gt=0, le=60, description="Ramp rate, °C per minute (default: as fast as allowed)."
+    )
+    timeout: Duration = Field(900.0, description="Seconds to reach the set point (±0.5 °C).")
+
+
+class FocusAuto(Model):
+    """A V-curve autofocus run around the current position."""
+
+    steps: int = Field(9, ge=5, le=31, description="Number of focuser positions sampled.")
+    step_size: int | None = Field(
+        None, gt=0, description="Focuser steps between samples (default from equipment)."
+    )
+    exposure: Duration = Field(3.0, description="Exposure per sample, s.")
+    fit: Literal["hyperbola", "parabola"] = Field("hyperbola", description="Curve fitted.")
+
+
+class FocusArgs(Model):
+    """Exactly one of `position`, `by` or `auto`."""
+
+    position: int | None = Field(None, ge=0, description="Absolute focuser position, steps.")
+    by: int | None = Field(None, description="Relative move, focuser steps (+ outward).")
+    auto: FocusAuto | None = Field(None, description="Run an autofocus V-curve.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        if data == "auto":
+            return {"auto": {}}
+        if isinstance(data, dict) and data.get("auto") is True:
+            return {**data, "auto": {}}
+        return data
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> FocusArgs:
+        given = [k for k in ("position", "by", "auto") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("focus needs exactly one of 'position', 'by' or 'auto'")
+        return self
+
+
+class ExposeArgs(Model):
+    count: int = Field(1, ge=1, le=100_000, description="Number of frames.")
+    exposure: float = Field(
+        ..., ge=0, le=86_400, description="Exposure time, s (0 allowed for bias frames)."
+    )
+    type: FrameType = Field(FrameType.light, description="Frame type written to IMAGETYP.")
+    filter: str | None = Field(None, description="Filter to use (default: the current one).")
+    gain: int | None = Field(None, ge=0, description="Gain; default from `defaults.expose`.")
+    offset: int | None = Field(None, ge=0, description="Offset; default from `defaults.expose`.")
+    binning: int | None = Field(None, ge=1, le=16, description="Binning; default from defaults.")
+    roi: Roi | None = Field(None, description="Sub-frame, unbinned pixels; default full frame.")
+
+    @model_validator(mode="after")
+    def _positive_for_lights(self) -> ExposeArgs:
+        if self.exposure <= 0 and self.type in (FrameType.light, FrameType.flat, FrameType.dark):
+            raise ValueError(f"exposure must be > 0 s for {self.type.value} frames")
+        return self
+
+
+class GuideArgs(Model):
+    action: Literal["start", "stop"] = Field(..., description="Start or stop guiding.")
+    settle: Settle | None = Field(None, description="Settle criteria; default from defaults.")
+    recalibrate: bool = Field(False, description="Force a new calibration before guiding.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"action": data} if isinstance(data, str) else data
+
+
+class DitherArgs(Model):
+    amount: float = Field(5.0, gt=0, le=100, description="Dither amplitude, guide-camera px.")
+    ra_only: bool = Field(False, description="Dither in RA only.")
+    settle: Settle | None = Field(None, description="Settle criteria; default from defaults.")
+
+
+class WaitArgs(Model):
+    """Exactly one of `for`, `until` or `altitude`."""
+
+    for_: Duration | None = Field(None, alias="for", description="Wait this long, s.")
+    until: ClockTimeField | None = Field(None, description="Wait until this clock time.")
+    altitude: float | None = Field(
+        None, ge=-90, le=90, description="Wait until the current target is above this, degrees."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> WaitArgs:
+        given = [k for k in ("for_", "until", "altitude") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("wait needs exactly one of 'for', 'until' or 'altitude'")
+        return self
+
+
+class SlewArgs(Model):
+    ra: RA | None = Field(None, description="Default: the current target's RA.")
+    dec: Dec | None = Field(None, description="Default: the current target's Dec.")
+    center: bool = Field(False, description="Plate-solve and re-slew until centred.")
+
+
+class CalibrationArgs(Model):
+    """A set of calibration frames; with `master: true` a master is built from them."""
+
+    kind: Literal["dark", "flat", "bias"] = Field(..., description="Calibration frame type.")
+    count: int = Field(20, ge=1, le=10_000, description="Frames per exposure/filter.")
+    exposures: list[float] = Field(
+        default_factory=list,
+        description="Exposure times, s: darks one set per value; flats one value per filter or "
+        "a single value for all (default: 1 s flats); bias ignores it.",
+    )
+    filters: list[str] = Field(default_factory=list, description="Filters (flats only).")
+    gain: int | None = Field(None, ge=0)
+    offset: int | None = Field(None, ge=0)
+    binning: int | None = Field(None, ge=1, le=16)
+    master: bool = Field(True, description="Build a master frame from the set.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CalibrationArgs:
+        if self.kind == "dark" and not self.exposures:
+            raise ValueError("darks need 'exposures': the exposure times to match, in s")
+        if any(e <= 0 for e in self.exposures):
+            raise ValueError("calibration exposures must be > 0 s")
+        if self.filters and self.kind != "flat":
+            raise ValueError("'filters' applies to flats only")
+        return self
+
+
+class RepeatUntil(Model):
+    """The loop stops when any given condition holds (checked before each exposure)."""
+
+    time: ClockTimeField | None = Field(None, description="Stop at this clock time.")
+    altitude_below: float | None = Field(
+        None, ge=-90, le=90, description="Stop when the target sinks below this altitude, deg."
+    )
+    frames: int | None = Field(
+        None, ge=1, description="Stop once this many light frames were taken in the loop."
+    )
+
+    @model_validator(mode="after")
+    def _some(self) -> RepeatUntil:
+        if self.time is None and self.altitude_below is None and self.frames is None:
+            raise ValueError("'until' needs at least one of 'time', 'altitude_below', 'frames'")
+        return self
+
+
+class RepeatArgs(Model):
+    """Exactly one of `count` or `until`."""
+
+    count: int | None = Field(None, ge=1, le=1_000_000, description="Number of iterations.")
+    until: RepeatUntil | None = Field(None, description="Loop until a condition holds.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> RepeatArgs:
+        if (self.count is None) == (self.until is None):
+            raise ValueError("repeat needs exactly one of 'count' or 'until'")
+        return self
+
+
+# --------------------------------------------------------------------------- steps
+
+
+class StepBase(Model):
+    timeout: Duration | None = Field(
+        None, description="Seconds this step may take (default: per device, see SEMANTICS)."
+    )
+    on_error: ErrorPolicy | None = Field(None, description="Overrides the target/plan policy.")
+
+
+class CoolStep(StepBase):
+    cool: CoolArgs
+
+
+class WarmStep(StepBase):
+    warm: CoolArgs
+
+
+class FilterStep(StepBase):
+    filter: str = Field(..., min_length=1, description="Filter name from the equipment profile.")
+
+
+class FocusStep(StepBase):
+    focus: FocusArgs
+
+
+class ExposeStep(StepBase):
+    expose: ExposeArgs
+
+
+class GuideStep(StepBase):
+    guide: GuideArgs
+
+
+class DitherStep(StepBase):
+    dither: DitherArgs
+
+
+class WaitStep(StepBase):
+    wait: WaitArgs
+
+
+class SlewStep(StepBase):
+    slew: SlewArgs
+
+
+class ParkStep(StepBase):
+    park: dict[str, Any] = Field(
+        default_factory=dict, description="Park the mount (no options); write `park: {}`."
+    )
+
+    @model_validator(mode="after")
+    def _empty(self) -> ParkStep:
+        if self.park:
+            raise ValueError("park takes no options; write 'park: {}'")
+        return self
+
+
+class StackStep(StepBase):
+    stack: Literal["on", "off"] = Field(..., description="Turn live stacking on or off.")
+
+
+class CalibrationStep(StepBase):
+    calibration: CalibrationArgs
+
+
+class UseStep(StepBase):
+    use: str = Field(..., min_length=1, description="Name of a block under `blocks:`.")
+
+
+class RepeatStep(StepBase):
+    repeat: RepeatArgs
+    steps: list[Step] = Field(..., min_length=1, description="The loop body.")
+
+
+class EachFilterStep(StepBase):
+    each_filter: list[str] = Field(
+        ..., min_length=1, description="Run `steps` once per filter, switching filter first."
+    )
+    steps: list[Step] = Field(..., min_length=1)
+
+
+STEP_KINDS: dict[str, type[StepBase]] = {
+    "cool": CoolStep,
+    "warm": WarmStep,
+    "filter": FilterStep,
+    "focus": FocusStep,
+    "expose": ExposeStep,
+    "guide": GuideStep,
+    "dither": DitherStep,
+    "wait": WaitStep,
+    "slew": SlewStep,
+    "park": ParkStep,
+    "stack": StackStep,
+    "calibration": CalibrationStep,
+    "use": UseStep,
+    "repeat": RepeatStep,
+    "each_filter": EachFilterStep,
+}
+
+
+def step_kind(value: Any) -> str | None:
+    """The kind key of a raw or validated step (the one key found in STEP_KINDS)."""
+    if isinstance(value, StepBase):
+        for kind, cls in STEP_KINDS.items():
+            if type(value) is cls:
+                return kind
+        return None
+    if isinstance(value, dict):
+        kinds = [k for k in value if k in STEP_KINDS]
+        if len(kinds) == 1:
+            return kinds[0]
+    return None
+
+
+Step = Annotated[
+    Annotated[CoolStep, Tag("cool")]
+    | Annotated[WarmStep, Tag("warm")]
+    | Annotated[FilterStep, Tag("filter")]
+    | Annotated[FocusStep, Tag("focus")]
+    | Annotated[ExposeStep, Tag("expose")]
+    | Annotated[GuideStep, Tag("guide")]
+    | Annotated[DitherStep, Tag("dither")]
+    | Annotated[WaitStep, Tag("wait")]
+    | Annotated[SlewStep, Tag("slew")]
+    | Annotated[ParkStep, Tag("park")]
+    | Annotated[StackStep, Tag("stack")]
+    | Annotated[CalibrationStep, Tag("calibration")]
+    | Annotated[UseStep, Tag("use")]
+    | Annotated[RepeatStep, Tag("repeat")]
+    | Annotated[EachFilterStep, Tag("each_filter")],
+    Discriminator(
+        step_kind,
+        custom_error_type="step_kind",
+        custom_error_message="a step is a mapping with exactly one of: " + ", ".join(STEP_KINDS),
+    ),
+]
+
+RepeatStep.model_rebuild()
+EachFilterStep.model_rebuild()
+
+
+# --------------------------------------------------------------------------- triggers
+
+
+class DitherTrigger(Model):
+    every: int = Field(..., ge=1, description="Dither after this many light frames.")
+    amount: float = Field(5.0, gt=0, le=100, description="Dither amplitude, guide-camera px.")
+    ra_only: bool = Field(False, description="Dither in RA only.")
+    settle: Settle | None = Field(None, description="Settle criteria; default from defaults.")
+    on_settle_failure: SettleFailure = Field(
+        SettleFailure.go_on, description="What to do when settling fails."
+    )
+
+
+class AutofocusTrigger(Model):
+    """Refocus when any enabled condition is met (between exposures)."""
+
+    temperature_change: float | None = Field(
+        None, gt=0, description="Focuser temperature change since last focus, °C."
+    )
+    hfr_increase: float | None = Field(
+        None, gt=0, description="Relative HFR rise since last focus (0.15 = +15 %)."
+    )
+    filter_change: bool = Field(False, description="Refocus when the filter changed.")
+    every_minutes: float | None = Field(None, gt=0, description="Refocus after this long, min.")
+    every_frames: int | None = Field(None, ge=1, description="Refocus after this many frames.")
+    settings: FocusAuto = Field(default_factory=FocusAuto)  # type: ignore[arg-type]
+
+
+class MeridianFlipTrigger(Model):
+    after: float = Field(
+        5.0, ge=0, le=60, description="Flip this many minutes after the meridian."
+    )
+    pause_before: float = Field(
+        0.0, ge=0, le=60, description="Stop exposing this many minutes before the flip time."
+    )
+
+
+class GuidingRmsTrigger(Model):
+    """Gate exposures on guiding quality."""
+
+    max_rms: float = Field(..., gt=0, description="Total RMS limit, arcsec (px if unknown).")
+    wait: Duration = Field(120.0, description="Seconds to wait for RMS to recover.")
+
+
+class StarLostTrigger(Model):
+    """Recovery when the guide star is lost: wait, re-select, restart guiding, then policy."""
+
+    wait: Duration = Field(30.0, description="Seconds to wait for the star to come back.")
+    restart_guiding: bool = Field(True, description="Restart guiding (re-select star).")
+    then: Then = Field(Then.skip_target, description="If recovery fails.")
+
+
+class SafetyTrigger(Model):
+    """Behaviour when the safety monitor reports unsafe: current exposure aborted at once."""
+
+    wait_for_safe: Duration = Field(
+        0.0, description="Seconds to wait for safe conditions before shutdown (0 = shut down)."
+    )
+
+
+class Triggers(Model):
+    dither: DitherTrigger | None = None
+    autofocus: AutofocusTrigger | None = None
+    meridian_flip: MeridianFlipTrigger | None = None
+    guiding_rms: GuidingRmsTrigger | None = None
+    star_lost: StarLostTrigger | None = None
+    safety: SafetyTrigger | None = None
+
+
+class TriggerItem(Model):
+    """One trigger, written as a single-key mapping in the `triggers:` list."""
+
+    dither: DitherTrigger | None = None
+    autofocus: AutofocusTrigger | None = None
+    meridian_flip: MeridianFlipTrigger | None = None
+    guiding_rms: GuidingRmsTrigger | None = None
+    star_lost: StarLostTrigger | None = None
+    safety: SafetyTrigger | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> TriggerItem:
+        given = [k for k in type(self).model_fields if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("each trigger is a mapping with exactly one trigger kind")
+        return self
+
+
+# --------------------------------------------------------------------------- targets
+
+
+class Twilight(StrEnum):
+    civil = "civil"
+    nautical = "nautical"
+    astronomical = "astronomical"
+
+
+class Constraints(Model):
+    min_altitude: float | None = Field(None, ge=0, le=90, description="Degrees.")
+    max_airmass: float | None = Field(None, ge=1, le=10, description="Airmass (sec z).")
+    twilight: Twilight | None = Field(None, description="Sun below this twilight's limit.")
+    max_sun_altitude: float | None = Field(None, ge=-90, le=90, description="Degrees.")
+    moon_separation: float | None = Field(None, ge=0, le=180, description="Minimum, degrees.")
+    max_moon_illumination: float | None = Field(
+        None, ge=0, le=1, description="Maximum illuminated fraction of the Moon, 0–1."
+    )
+    after: ClockTimeField | None = Field(None, description="Not before this clock time.")
+    until: ClockTimeField | None = Field(None, description="Not after this clock time.")
+
+
+class Coordinates(Model):
+    ra: RA
+    dec: Dec
+
+
+class StackOptions(Model):
+    align: Literal["stars", "none"] = Field("stars", description="Register frames on stars.")
+    reject: Literal["none", "sigma"] = Field("sigma", description="Outlier rejection.")
+    kappa: float = Field(3.0, gt=0, le=10, description="Rejection threshold, σ.")
+    flip: bool = Field(False, description="Frames are mirrored (flip the stack).")
+    field_rotation: bool = Field(False, description="Allow field rotation (alt-az mounts).")
+    auto_stretch: bool = Field(True, description="Automatic stretch of the preview.")
+    calibration: list[str] = Field(
+        default_factory=list, description="Calibration master ids to apply."
+    )
+
+
+class WaitPolicy(Model):
+    max: Duration = Field(3600.0, description="Longest wait for constraints to hold, s.")
+    then: Literal["skip", "abort"] = Field("skip", description="When the wait runs out.")
+
+
+class Target(Model):
+    name: str = Field(..., min_length=1, max_length=200)
+    coordinates: Coordinates
+    constraints: Constraints = Field(default_factory=Constraints)  # type: ignore[arg-type]
+    wait: WaitPolicy | None = Field(
+        None,
+        description="Wait for constraints to hold before starting (default: skip at once).",
+    )
+    stack: StackOptions | Literal[False] | None = Field(
+        None, description="Live-stack this target's lights (false/absent: no stacking)."
+    )
+    on_error: ErrorPolicy | None = None
+    sequence: list[Step] = Field(..., min_length=1)
+
+
+# --------------------------------------------------------------------------- plan
+
+
+class Plan(Model):
+    version: Literal[1] = Field(..., description="Plan language version.")
+    name: str = Field(..., min_length=1, max_length=200)
+    site: Site
+    equipment: str = Field(
+        "simulator", description="Equipment profile: a name, a path, or `simulator`."
+    )
+    include: list[str] = Field(
+        default_factory=list,
+        description="Other plan files whose blocks and targets are merged in (relative paths).",
+    )
+    defaults: Defaults = Field(default_factory=Defaults)  # type: ignore[arg-type]
+    startup: list[Step] = Field(default_factory=list)
+    triggers: list[TriggerItem] = Field(default_factory=list)
+    targets: list[Target] = Field(default_factory=list)
+    blocks: dict[str, list[Step]] = Field(default_factory=dict)
+    shutdown: list[Step] = Field(default_factory=list)
+    on_error: ErrorPolicy = Field(default_factory=ErrorPolicy)  # type: ignore[arg-type]
+
+    def trigger_set(self) -> Triggers:
+        """The triggers as one object (each kind at most once; checked by validation)."""
+        merged: dict[str, Any] = {}
+        for item in self.triggers:
+            for k in Triggers.model_fields:
+                v = getattr(item, k)
+                if v is not None:
+                    merged[k] = v
+        return Triggers(**merged)
+
+
+class IncludedPlan(Model):
+    """A file named in `include:`: only blocks and targets (and further includes)."""
+
+    include: list[str] = Field(default_factory=list)
+    blocks: dict[str, list[Step]] = Field(default_factory=dict)
+    targets: list[Target] = Field(default_factory=list)
