@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    GetJsonSchemaHandler,
     ConfigDict,
     Discriminator,
     Field,
@@ -22,13 +23,31 @@ from pydantic import (
     model_validator,
 )
 
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
+
 from runner.plan.units import RA, ClockTimeField, Dec, Duration
+
+
+class Shorthand:
+    """Schema metadata: the field also accepts a short form (``guide: start``, ``focus: auto``,
+    ``stack: true``) that a before-validator expands; editors must know it too."""
+
+    def __init__(self, *alternatives: dict[str, Any]) -> None:
+        self.alternatives = alternatives
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"anyOf": [handler(core_schema), *self.alternatives]}
 
 
 class Model(BaseModel):
     """Base of every plan model: unknown keys are errors, models are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, defer_build=True
+    )
 
 
 # --------------------------------------------------------------------------- common pieces
@@ -301,7 +320,7 @@ class FilterStep(StepBase):
 
 
 class FocusStep(StepBase):
-    focus: FocusArgs
+    focus: Annotated[FocusArgs, Shorthand({"const": "auto"})]
 
 
 class ExposeStep(StepBase):
@@ -309,7 +328,7 @@ class ExposeStep(StepBase):
 
 
 class GuideStep(StepBase):
-    guide: GuideArgs
+    guide: Annotated[GuideArgs, Shorthand({"enum": ["start", "stop"]})]
 
 
 class DitherStep(StepBase):
@@ -416,8 +435,6 @@ Step = Annotated[
     ),
 ]
 
-RepeatStep.model_rebuild()
-EachFilterStep.model_rebuild()
 
 
 # --------------------------------------------------------------------------- triggers
@@ -552,6 +569,13 @@ class WaitPolicy(Model):
 
 
 class Target(Model):
+    @model_validator(mode="before")
+    @classmethod
+    def _stack_bool(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("stack"), bool):
+            return {**data, "stack": {} if data["stack"] else None}
+        return data
+
     name: str = Field(..., min_length=1, max_length=200)
     coordinates: Coordinates
     constraints: Constraints = Field(default_factory=Constraints)  # type: ignore[arg-type]
@@ -559,8 +583,10 @@ class Target(Model):
         None,
         description="Wait for constraints to hold before starting (default: skip at once).",
     )
-    stack: StackOptions | Literal[False] | None = Field(
-        None, description="Live-stack this target's lights (false/absent: no stacking)."
+    stack: Annotated[StackOptions | None, Shorthand({"type": "boolean"})] = Field(
+        None,
+        description="Live-stack this target's lights: options, or true for defaults "
+        "(false/absent: no stacking).",
     )
     on_error: ErrorPolicy | None = None
     sequence: list[Step] = Field(..., min_length=1)

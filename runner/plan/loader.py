@@ -1,0 +1,181 @@
+"""Load a plan file: YAML with positions → includes merged → models → semantic checks.
+
+``load_plan`` never raises for bad input: every problem becomes a ``Diagnostic`` at
+FILE:LINE:COL, and the plan is returned only when there is no error.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from runner.plan.diagnostics import Diagnostic, Mark, Severity, has_errors
+from runner.plan.equipment import Equipment
+from runner.plan.errors_map import diagnostics_from
+from runner.plan.models import IncludedPlan, Plan
+from runner.plan.yamlsource import Positions, read_yaml
+
+BUILTIN_PROFILES = Path(__file__).parent / "profiles"
+MAX_INCLUDE_DEPTH = 16
+
+
+@dataclass
+class LoadResult:
+    path: Path
+    plan: Plan | None = None
+    equipment: Equipment | None = None
+    equipment_path: Path | None = None
+    positions: Positions = field(default_factory=Positions)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.plan is not None and not has_errors(self.diagnostics)
+
+
+def display_path(path: Path) -> str:
+    """Paths as the user typed them (relative to cwd when possible), for diagnostics."""
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+def _merge_includes(
+    data: dict[str, Any],
+    positions: Positions,
+    file: Path,
+    stack: tuple[Path, ...],
+    diags: list[Diagnostic],
+) -> None:
+    """Splice blocks and targets of every included file into ``data`` (depth-first)."""
+    includes = data.get("include")
+    if includes is None:
+        return
+    if not isinstance(includes, list):
+        return  # the model reports the type error
+    for i, name in enumerate(includes):
+        mark = positions.mark(("include", i))
+        if not isinstance(name, str):
+            continue
+        target = (file.parent / name).resolve()
+        if target in stack:
+            chain = " → ".join(display_path(p) for p in (*stack, target))
+            diags.append(Diagnostic.at(mark, f"include cycle: {chain}"))
+            continue
+        if len(stack) >= MAX_INCLUDE_DEPTH:
+            diags.append(Diagnostic.at(mark, f"includes nested deeper than {MAX_INCLUDE_DEPTH}"))
+            continue
+        if not target.is_file():
+            diags.append(Diagnostic.at(mark, f"included file '{name}' not found"))
+            continue
+        doc = read_yaml(target, display=display_path(target))
+        diags.extend(doc.diagnostics)
+        if doc.data is None:
+            continue
+        try:
+            IncludedPlan.model_validate(doc.data)
+        except ValidationError as exc:
+            diags.extend(diagnostics_from(exc, doc.data, doc.positions, root_model=IncludedPlan))
+            continue
+        _merge_includes(doc.data, doc.positions, target, (*stack, target), diags)
+        blocks = data.setdefault("blocks", {})
+        if isinstance(blocks, dict):
+            for bname, body in doc.data.get("blocks", {}).items():
+                if bname in blocks:
+                    first = positions.key_mark(("blocks", bname))
+                    diags.append(
+                        Diagnostic.at(
+                            doc.positions.key_mark(("blocks", bname)),
+                            f"block '{bname}' is already defined at "
+                            f"{first.file}:{first.line}:{first.column}",
+                        )
+                    )
+                    continue
+                blocks[bname] = body
+                positions.graft(doc.positions, ("blocks", bname), ("blocks", bname))
+        targets = data.setdefault("targets", [])
+        if isinstance(targets, list):
+            for j, tgt in enumerate(doc.data.get("targets", [])):
+                positions.graft(doc.positions, ("targets", j), ("targets", len(targets)))
+                targets.append(tgt)
+
+
+def resolve_equipment_path(ref: str, plan_file: Path) -> Path | None:
+    """Where the profile ``ref`` lives: a path relative to the plan, ``equipment/NAME.yaml``
+    beside the plan, ``~/.config/nightrunner/equipment/NAME.yaml``, or built in."""
+    candidates: list[Path] = []
+    if ref.endswith((".yaml", ".yml")) or "/" in ref:
+        candidates.append(plan_file.parent / ref)
+    else:
+        candidates += [
+            plan_file.parent / "equipment" / f"{ref}.yaml",
+            Path.home() / ".config" / "nightrunner" / "equipment" / f"{ref}.yaml",
+            BUILTIN_PROFILES / f"{ref}.yaml",
+        ]
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def load_equipment(path: Path) -> tuple[Equipment | None, list[Diagnostic]]:
+    doc = read_yaml(path, display=display_path(path))
+    if doc.data is None:
+        return None, doc.diagnostics
+    try:
+        eq = Equipment.model_validate(doc.data)
+    except ValidationError as exc:
+        return None, doc.diagnostics + diagnostics_from(
+            exc, doc.data, doc.positions, root_model=Equipment
+        )
+    return eq, doc.diagnostics
+
+
+def load_plan(
+    path: Path | str,
+    *,
+    equipment: Path | None = None,
+    semantic: bool = True,
+) -> LoadResult:
+    """Load, validate and check a plan; ``equipment`` overrides the plan's profile."""
+    path = Path(path)
+    result = LoadResult(path=path)
+    doc = read_yaml(path, display=display_path(path))
+    result.positions = doc.positions
+    result.diagnostics.extend(doc.diagnostics)
+    if doc.data is None:
+        return result
+    _merge_includes(doc.data, doc.positions, path.resolve(), (path.resolve(),), result.diagnostics)
+    try:
+        plan = Plan.model_validate(doc.data)
+    except ValidationError as exc:
+        result.diagnostics.extend(diagnostics_from(exc, doc.data, doc.positions))
+        return result
+    # equipment
+    eq_path = equipment
+    eq_mark: Mark = doc.positions.mark(("equipment",))
+    if eq_path is None:
+        eq_path = resolve_equipment_path(plan.equipment, path)
+        if eq_path is None:
+            result.diagnostics.append(
+                Diagnostic.at(eq_mark, f"equipment profile '{plan.equipment}' not found")
+            )
+    elif not eq_path.is_file():
+        result.diagnostics.append(
+            Diagnostic(display_path(eq_path), 1, 1, Severity.error, "equipment profile not found")
+        )
+        eq_path = None
+    if eq_path is not None:
+        eq, eq_diags = load_equipment(eq_path)
+        result.diagnostics.extend(eq_diags)
+        result.equipment = eq
+        result.equipment_path = eq_path
+    if semantic and result.equipment is not None:
+        from runner.plan.semantic import check_plan
+
+        result.diagnostics.extend(check_plan(plan, result.equipment, doc.positions))
+    if not has_errors(result.diagnostics):
+        result.plan = plan
+    return result
