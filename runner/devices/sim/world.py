@@ -4,18 +4,29 @@ Simulated devices are not independent toys: the camera renders what the focuser,
 mount and guider did. They share one ``SimWorld`` — clock, ambient temperature, where the
 telescope points, guiding error, injected faults — so that autofocus, dithering, registration
 and safety handling do real work on the simulator.
+
+Conventions (see docs/simulators.md): positions are J2000 degrees, offsets arcsec, the focuser
+position here is the *optical* one (after backlash), temperatures °C, times clock seconds.
 """
 
 from __future__ import annotations
 
 import math
 import threading
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from runner.clock import Clock
+from runner.devices.interfaces import PierSide
 from runner.plan.equipment import Equipment, Fault
+
+#: Sidereal rate: how fast RA under a non-tracking telescope grows, degrees per clock second.
+SIDEREAL_DEG_PER_S = 360.98564736629 / 86400.0
+
+#: Field centre used when no mount ever pointed anywhere (camera-only rigs).
+DEFAULT_POINTING = (83.82, -5.39)
 
 
 @dataclass
@@ -23,6 +34,22 @@ class FaultState:
     fault: Fault
     remaining: int
     started_at: float | None = None  # clock seconds when it first fired
+
+
+@dataclass(frozen=True)
+class Optics:
+    """The V-curve: HFR = sqrt(hfr_min² + (defocus_px_per_step · |pos − best|)²).
+
+    A hyperbola: minimal at best focus, linear in |pos − best| away from it (the geometric
+    blur circle grows linearly with defocus; seeing rounds the bottom).
+    """
+
+    hfr_min_px: float = 1.5  # unbinned pixels, seeing-limited
+    defocus_px_per_step: float = 0.008  # HFR growth per focuser step, unbinned px
+    moffat_beta: float = 3.0
+
+    def hfr_px(self, position: float, best: float) -> float:
+        return math.hypot(self.hfr_min_px, self.defocus_px_per_step * (position - best))
 
 
 @dataclass
@@ -39,9 +66,21 @@ class SimWorld:
     guiding: bool = False
     #: Clock seconds when guiding stopped last (unguided drift accumulates from there).
     drift_since: float = 0.0
+    #: Light frames completed by the camera (fault ``at_frame`` counts against this + 1).
     light_frames: int = 0
+    #: Optical focuser position, steps (the motor position minus the backlash lag).
     focuser_position: int = 0
     filter_name: str | None = None
+    #: Site (degrees; longitude east) for hour angle and side of pier; None: Greenwich, north.
+    site_latitude: float | None = None
+    site_longitude: float | None = None
+    #: Mount tracking; while off the RA under the telescope grows at the sidereal rate.
+    tracking: bool = True
+    tracking_off_since: float = 0.0
+    pier_side: PierSide = PierSide.unknown
+    #: The main camera sees the field turned 180° on the east side of the pier (after a flip).
+    flip_rotates_field: bool = True
+    optics: Optics = field(default_factory=Optics)
     lock: threading.Lock = field(default_factory=threading.Lock)
     faults: list[FaultState] = field(default_factory=list)
 
@@ -49,6 +88,16 @@ class SimWorld:
         self.rng = np.random.default_rng(self.profile.simulation.seed)
         self.faults = [FaultState(f, f.times) for f in self.profile.simulation.faults]
         self.focuser_position = self.profile.simulation.best_focus
+
+    def child_rng(self, name: str, *extra: int) -> np.random.Generator:
+        """An independent, reproducible random stream per device (and per frame).
+
+        Devices draw from their own streams so that, e.g., moving the focuser does not change
+        the camera's noise: output depends on the seed and the sequence of each device's
+        operations only.
+        """
+        key = [self.profile.simulation.seed & 0xFFFFFFFF, zlib.crc32(name.encode())]
+        return np.random.default_rng([*key, *(e & 0xFFFFFFFF for e in extra)])
 
     # ---------------------------------------------------------------- environment
 
@@ -67,6 +116,59 @@ class SimWorld:
                     offset = f.focus_offset
         drift = sim.focus_drift * (self.ambient_temperature() - 20.0)
         return round(sim.best_focus + drift + offset)
+
+    def hfr_px(self) -> float:
+        """True HFR of the stars now (unbinned px), from the focuser and the V-curve."""
+        return self.optics.hfr_px(self.focuser_position, self.best_focus())
+
+    # ---------------------------------------------------------------- pointing
+
+    def local_sidereal_deg(self) -> float:
+        """Local apparent sidereal time, degrees (GMST formula; good to a few seconds)."""
+        now = self.clock.now()
+        jd = now.timestamp() / 86400.0 + 2440587.5
+        gmst = 280.46061837 + 360.98564736629 * (jd - 2451545.0)
+        return (gmst + (self.site_longitude or 0.0)) % 360.0
+
+    def hour_angle_deg(self, ra: float) -> float:
+        """Hour angle of ``ra`` now, degrees in [-180, 180) (negative: east of the meridian)."""
+        return (self.local_sidereal_deg() - ra + 180.0) % 360.0 - 180.0
+
+    def pointing(self) -> tuple[float, float]:
+        """Where the telescope points now (J2000 degrees), including sidereal drift when the
+        mount does not track; the default field when no mount ever pointed."""
+        if self.ra is None or self.dec is None:
+            return DEFAULT_POINTING
+        ra = self.ra
+        if not self.tracking:
+            ra += SIDEREAL_DEG_PER_S * (self.clock.monotonic() - self.tracking_off_since)
+        return ra % 360.0, self.dec
+
+    def set_pointing(self, ra: float, dec: float, pier_side: PierSide) -> None:
+        """A completed slew: new field, offsets and unguided drift start from zero."""
+        with self.lock:
+            self.ra = ra % 360.0
+            self.dec = max(-90.0, min(90.0, dec))
+            self.pier_side = pier_side
+            self.offset_ra = 0.0
+            self.offset_dec = 0.0
+            self.drift_since = self.clock.monotonic()
+            if not self.tracking:
+                self.tracking_off_since = self.clock.monotonic()
+
+    def set_tracking(self, on: bool) -> None:
+        with self.lock:
+            if on == self.tracking:
+                return
+            now = self.clock.monotonic()
+            if on and self.ra is not None:
+                self.ra = (self.ra + SIDEREAL_DEG_PER_S * (now - self.tracking_off_since)) % 360
+            self.tracking_off_since = now
+            self.tracking = on
+
+    def field_rotation_deg(self) -> float:
+        """Rotation of the field on the main camera: 180° on the east side of the pier."""
+        return 180.0 if self.flip_rotates_field and self.pier_side is PierSide.east else 0.0
 
     def pointing_offset_px(self) -> tuple[float, float]:
         """Field shift on the main camera, unbinned pixels (x, y)."""
