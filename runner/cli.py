@@ -10,9 +10,13 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
+
+if TYPE_CHECKING:
+    from runner.plan.diagnostics import Diagnostic
+    from runner.plan.loader import LoadResult
 
 app = typer.Typer(
     name="nightrunner",
@@ -70,12 +74,14 @@ def validate(
     raise typer.Exit(1 if failed else 0)
 
 
-def _sky_diagnostics(result: object, date: str | None) -> list:  # type: ignore[type-arg]
-    from runner.estimate import sky_diagnostics
+def _sky_diagnostics(result: LoadResult, date: str | None) -> list[Diagnostic]:
+    import importlib
 
-    return sky_diagnostics(  # type: ignore[no-any-return]
-        result.plan, result.equipment, result.positions, date  # type: ignore[attr-defined]
+    estimate = importlib.import_module("runner.estimate")
+    diags: list[Diagnostic] = estimate.sky_diagnostics(
+        result.plan, result.equipment, result.positions, date
     )
+    return diags
 
 
 @app.command()
@@ -94,10 +100,11 @@ def schema(
 
     if write:
         root = _project_root()
-        for name in ("plan", "equipment"):
+        names: tuple[Literal["plan"], Literal["equipment"]] = ("plan", "equipment")
+        for name in names:
             target = root / "schemas" / f"{name}.schema.json"
             target.parent.mkdir(exist_ok=True)
-            target.write_text(schema_text(name), encoding="utf-8")  # type: ignore[arg-type]
+            target.write_text(schema_text(name), encoding="utf-8")
             typer.echo(f"wrote {target}")
         ref = root / "docs" / "plan-reference.md"
         ref.write_text(reference_markdown(), encoding="utf-8")
@@ -106,7 +113,7 @@ def schema(
     if reference:
         typer.echo(reference_markdown(), nl=False)
     else:
-        typer.echo(schema_text(kind.value), nl=False)  # type: ignore[arg-type]
+        typer.echo(schema_text("plan" if kind is SchemaKind.plan else "equipment"), nl=False)
 
 
 def _project_root() -> Path:

@@ -72,8 +72,3 @@ class ScaledClock:
         """For code running in a worker thread (e.g. a blocking SDK wrapper)."""
         time.sleep(self.to_real(seconds))
 
-
-async def wait_for(awaitable: object, timeout: float | None, clock: Clock) -> object:
-    """``asyncio.wait_for`` with the timeout given in clock seconds."""
-    real = None if timeout is None else clock.to_real(timeout)
-    return await asyncio.wait_for(awaitable, real)  # type: ignore[arg-type]

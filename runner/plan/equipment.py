@@ -121,14 +121,16 @@ class Simulation(Model):
     focus_drift: float = Field(-40.0, description="Best-focus change per °C, steps.")
     ambient_drift: float = Field(-0.5, description="Ambient change per hour, °C.")
     stars: int = Field(300, ge=0, le=100_000, description="Stars in the synthetic field.")
-    sky_background: float = Field(8.0, ge=0, description="Sky background, electrons per pixel per second.")
+    sky_background: float = Field(
+        8.0, ge=0, description="Sky background, electrons per pixel per second."
+    )
     tracking_drift: float = Field(0.05, ge=0, description="Unguided drift, px per s.")
     faults: list[Fault] = Field(default_factory=list)
 
 
 class Equipment(Model):
     name: str = Field(..., min_length=1)
-    camera: CameraProfile = Field(default_factory=CameraProfile)  # type: ignore[arg-type]
+    camera: CameraProfile = Field(default_factory=CameraProfile)
     filter_wheel: FilterWheelProfile | None = None
     focuser: FocuserProfile | None = None
     mount: MountProfile | None = None
@@ -137,7 +139,7 @@ class Equipment(Model):
     focal_length: float = Field(400.0, gt=0, description="Telescope focal length, mm.")
     telescope: str = Field("Nightrunner Sim Scope", description="Written to TELESCOP.")
     data_dir: str | None = Field(None, description="Default data directory.")
-    simulation: Simulation = Field(default_factory=Simulation)  # type: ignore[arg-type]
+    simulation: Simulation = Field(default_factory=Simulation)
     exposure_margin: Duration = Field(
         30.0, description="Download allowance added to exposure timeouts, s."
     )

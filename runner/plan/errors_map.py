@@ -10,7 +10,6 @@ from pydantic import BaseModel, ValidationError
 from runner.plan.diagnostics import Diagnostic, Mark
 from runner.plan.yamlsource import PathKey, Positions
 
-
 _STEP_LISTS = ("sequence", "startup", "shutdown", "steps")
 
 

@@ -37,18 +37,19 @@ class LoadResult:
         return self.plan is not None and not has_errors(self.diagnostics)
 
 
-def display_path(path: Path) -> str:
-    """Paths as the user typed them (relative to cwd when possible), for diagnostics."""
-    try:
-        return os.path.relpath(path)
-    except ValueError:
+def display_path(path: Path, relative_to: str | None = None) -> str:
+    """Paths as the user wrote them: the plan as typed on the command line, an included file
+    relative to the directory of the file that names it."""
+    if relative_to is None or path.is_absolute():
         return str(path)
+    return os.path.normpath(os.path.join(os.path.dirname(relative_to), path))
 
 
 def _merge_includes(
     data: dict[str, Any],
     positions: Positions,
     file: Path,
+    shown: str,
     stack: tuple[Path, ...],
     diags: list[Diagnostic],
 ) -> None:
@@ -64,7 +65,7 @@ def _merge_includes(
             continue
         target = (file.parent / name).resolve()
         if target in stack:
-            chain = " → ".join(display_path(p) for p in (*stack, target))
+            chain = " → ".join(p.name for p in (*stack, target))
             diags.append(Diagnostic.at(mark, f"include cycle: {chain}"))
             continue
         if len(stack) >= MAX_INCLUDE_DEPTH:
@@ -73,7 +74,8 @@ def _merge_includes(
         if not target.is_file():
             diags.append(Diagnostic.at(mark, f"included file '{name}' not found"))
             continue
-        doc = read_yaml(target, display=display_path(target))
+        inc_shown = display_path(Path(name), shown)
+        doc = read_yaml(target, display=inc_shown)
         diags.extend(doc.diagnostics)
         if doc.data is None:
             continue
@@ -82,7 +84,7 @@ def _merge_includes(
         except ValidationError as exc:
             diags.extend(diagnostics_from(exc, doc.data, doc.positions, root_model=IncludedPlan))
             continue
-        _merge_includes(doc.data, doc.positions, target, (*stack, target), diags)
+        _merge_includes(doc.data, doc.positions, target, inc_shown, (*stack, target), diags)
         blocks = data.setdefault("blocks", {})
         if isinstance(blocks, dict):
             for bname, body in doc.data.get("blocks", {}).items():
@@ -145,9 +147,11 @@ def load_plan(
     doc = read_yaml(path, display=display_path(path))
     result.positions = doc.positions
     result.diagnostics.extend(doc.diagnostics)
-    if doc.data is None:
-        return result
-    _merge_includes(doc.data, doc.positions, path.resolve(), (path.resolve(),), result.diagnostics)
+    if doc.data is None or has_errors(doc.diagnostics):
+        return result  # structural YAML problems first: models would only echo them
+    _merge_includes(
+        doc.data, doc.positions, path.resolve(), str(path), (path.resolve(),), result.diagnostics
+    )
     try:
         plan = Plan.model_validate(doc.data)
     except ValidationError as exc:

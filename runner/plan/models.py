@@ -15,14 +15,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
-    GetJsonSchemaHandler,
     ConfigDict,
     Discriminator,
     Field,
+    GetJsonSchemaHandler,
     Tag,
     model_validator,
 )
-
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
@@ -113,8 +112,8 @@ class ExposeSettings(Model):
 
 
 class Defaults(Model):
-    expose: ExposeSettings = Field(default_factory=ExposeSettings)  # type: ignore[arg-type]
-    settle: Settle = Field(default_factory=Settle)  # type: ignore[arg-type]
+    expose: ExposeSettings = Field(default_factory=ExposeSettings)
+    settle: Settle = Field(default_factory=Settle)
     output: str = Field(
         "{target}/{filter}/{target}_{filter}_{exposure}s_{seq:04d}.fits",
         description="Frame path template, relative to the data directory. Fields: target, "
@@ -406,7 +405,7 @@ def step_kind(value: Any) -> str | None:
                 return kind
         return None
     if isinstance(value, dict):
-        kinds = [k for k in value if k in STEP_KINDS]
+        kinds = [str(k) for k in value if k in STEP_KINDS]
         if len(kinds) == 1:
             return kinds[0]
     return None
@@ -462,7 +461,7 @@ class AutofocusTrigger(Model):
     filter_change: bool = Field(False, description="Refocus when the filter changed.")
     every_minutes: float | None = Field(None, gt=0, description="Refocus after this long, min.")
     every_frames: int | None = Field(None, ge=1, description="Refocus after this many frames.")
-    settings: FocusAuto = Field(default_factory=FocusAuto)  # type: ignore[arg-type]
+    settings: FocusAuto = Field(default_factory=FocusAuto)
 
 
 class MeridianFlipTrigger(Model):
@@ -578,7 +577,7 @@ class Target(Model):
 
     name: str = Field(..., min_length=1, max_length=200)
     coordinates: Coordinates
-    constraints: Constraints = Field(default_factory=Constraints)  # type: ignore[arg-type]
+    constraints: Constraints = Field(default_factory=Constraints)
     wait: WaitPolicy | None = Field(
         None,
         description="Wait for constraints to hold before starting (default: skip at once).",
@@ -606,13 +605,13 @@ class Plan(Model):
         default_factory=list,
         description="Other plan files whose blocks and targets are merged in (relative paths).",
     )
-    defaults: Defaults = Field(default_factory=Defaults)  # type: ignore[arg-type]
+    defaults: Defaults = Field(default_factory=Defaults)
     startup: list[Step] = Field(default_factory=list)
     triggers: list[TriggerItem] = Field(default_factory=list)
     targets: list[Target] = Field(default_factory=list)
     blocks: dict[str, list[Step]] = Field(default_factory=dict)
     shutdown: list[Step] = Field(default_factory=list)
-    on_error: ErrorPolicy = Field(default_factory=ErrorPolicy)  # type: ignore[arg-type]
+    on_error: ErrorPolicy = Field(default_factory=ErrorPolicy)
 
     def trigger_set(self) -> Triggers:
         """The triggers as one object (each kind at most once; checked by validation)."""

@@ -9,7 +9,7 @@ check (does a target ever meet its constraints tonight) is ``validate --sky``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from runner.plan.diagnostics import Diagnostic, Severity
 from runner.plan.equipment import Equipment
@@ -35,7 +35,7 @@ from runner.plan.models import (
 from runner.plan.yamlsource import PathKey, Positions
 
 
-def iter_steps(steps: list[StepBase], path: PathKey) -> Iterator[tuple[PathKey, StepBase]]:
+def iter_steps(steps: Sequence[StepBase], path: PathKey) -> Iterator[tuple[PathKey, StepBase]]:
     """Every step with its path, depth-first, including loop bodies."""
     for i, step in enumerate(steps):
         p = (*path, i)
@@ -133,6 +133,13 @@ def check_plan(plan: Plan, eq: Equipment, pos: Positions) -> list[Diagnostic]:
         elif isinstance(step, SlewStep | ParkStep):
             if eq.mount is None:
                 err(path, f"{kind} step, but equipment '{eq.name}' has no mount")
+            if (
+                isinstance(step, SlewStep)
+                and (step.slew.ra is None or step.slew.dec is None)
+                and path[0] in ("startup", "shutdown")
+            ):
+                err((*path, "slew"), "slew without ra/dec goes to the current target; "
+                    f"there is none in {path[0]}")
         elif isinstance(step, GuideStep | DitherStep):
             if eq.guider is None:
                 err(path, f"{kind} step, but equipment '{eq.name}' has no guider")
@@ -141,14 +148,18 @@ def check_plan(plan: Plan, eq: Equipment, pos: Positions) -> list[Diagnostic]:
         elif isinstance(step, CoolStep | WarmStep):
             if not cam.cooler:
                 err(path, f"{kind} step, but camera '{cam.name}' has no cooler")
-        elif isinstance(step, WaitStep) and step.wait.altitude is not None:
-            if path[0] != "targets" and path[0] != "blocks":
-                err((*path, "wait", "altitude"), "wait for altitude needs a target; use it in "
+        elif (
+            isinstance(step, WaitStep)
+            and step.wait.altitude is not None
+            and path[0] in ("startup", "shutdown")
+        ):
+            err((*path, "wait", "altitude"), "wait for altitude needs a target; use it in "
                     "a target's sequence")
 
     # blocks: use-cycles
     def block_uses(name: str) -> list[str]:
-        return [s.use for _, s in iter_steps(plan.blocks.get(name, []), ()) if isinstance(s, UseStep)]
+        body = plan.blocks.get(name, [])
+        return [s.use for _, s in iter_steps(body, ()) if isinstance(s, UseStep)]
 
     for name in plan.blocks:
         seen: list[str] = [name]
@@ -190,12 +201,12 @@ def check_plan(plan: Plan, eq: Equipment, pos: Positions) -> list[Diagnostic]:
             warn(("targets", t, "name"), f"target name '{target.name}' repeats target "
                  f"{names[target.name] + 1}: their frames share file names and counters")
         names.setdefault(target.name, t)
-        c = target.constraints
+        cons = target.constraints
         cpath: PathKey = ("targets", t, "constraints")
         top = max_altitude(plan.site.latitude, target.coordinates.dec)
-        floor = c.min_altitude
-        if c.max_airmass is not None:
-            air_alt = math.degrees(math.asin(1.0 / c.max_airmass))
+        floor = cons.min_altitude
+        if cons.max_airmass is not None:
+            air_alt = math.degrees(math.asin(1.0 / cons.max_airmass))
             floor = max(floor or 0.0, air_alt)
         if top < 0:
             err(("targets", t, "coordinates", "dec"), f"'{target.name}' never rises at latitude "
@@ -203,9 +214,11 @@ def check_plan(plan: Plan, eq: Equipment, pos: Positions) -> list[Diagnostic]:
         elif floor is not None and top < floor:
             err(cpath, f"'{target.name}' never gets above {top:.1f}° at latitude "
                 f"{plan.site.latitude:g}°, but the constraints need {floor:.1f}°")
-        if c.after is not None and c.until is not None and str(c.after) == str(c.until):
+        if cons.after is not None and cons.until is not None and str(cons.after) == str(
+            cons.until
+        ):
             err((*cpath, "until"), "'after' and 'until' are the same time: an empty window")
-        if c.twilight is not None and c.max_sun_altitude is not None:
+        if cons.twilight is not None and cons.max_sun_altitude is not None:
             warn((*cpath, "max_sun_altitude"), "both 'twilight' and 'max_sun_altitude' given: "
                  "the stricter one applies")
 

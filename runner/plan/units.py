@@ -149,7 +149,10 @@ ClockTimeField = Annotated[
 ]
 
 
-_SEXA_RE = re.compile(r"^\s*(?P<sign>[+-])?\s*(?P<a>\d+)[:h\s]\s*(?P<b>\d+)[:m'\s]\s*(?P<c>\d+(?:\.\d*)?)\s*[s\"]?\s*$")
+_SEXA_RE = re.compile(
+    r"^\s*(?P<sign>[+-])?\s*(?P<a>\d+)[:hd°\s]\s*(?P<b>\d+)[:m'\s]\s*"
+    r"(?P<c>\d+(?:\.\d*)?)\s*[s\"]?\s*$"
+)
 
 
 def _sexagesimal(text: str) -> tuple[float, bool]:

@@ -36,7 +36,7 @@ class Positions:
 
     values: dict[PathKey, Mark] = field(default_factory=dict)
     keys: dict[PathKey, Mark] = field(default_factory=dict)
-    default: Mark = Mark("<unknown>", 1, 1)
+    default: Mark = field(default_factory=lambda: Mark("<unknown>", 1, 1))
 
     def mark(self, path: PathKey) -> Mark:
         """The value at ``path``, or the nearest enclosing node that has a position."""

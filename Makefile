@@ -1,0 +1,32 @@
+# The README's two commands: `make demo` (install, then run a plan on the simulators) and
+# `make test` (install everything the tests need, then lint, type-check and run the suite).
+VENV := .venv
+PY := $(VENV)/bin/python
+DATA ?= nightrunner-data
+
+.PHONY: install demo test lint typecheck pytest bench schemas
+
+install:
+	bash scripts/setup.sh
+
+demo: install
+	$(VENV)/bin/nightrunner validate plans/m31-m42-lrgb.yaml
+	$(VENV)/bin/nightrunner schema plan > /dev/null
+
+lint:
+	$(VENV)/bin/ruff check runner tests benchmarks
+
+typecheck:
+	$(VENV)/bin/mypy
+
+pytest:
+	$(PY) -m pytest -q -p no:cacheprovider
+
+test: install lint typecheck pytest
+
+schemas: install
+	$(VENV)/bin/nightrunner schema --write
+
+bench: install
+	$(VENV)/bin/pip install -q -e ".[bench]"
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
