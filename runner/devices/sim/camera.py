@@ -44,6 +44,7 @@ class SimCamera(Camera):
         self._task: asyncio.Task[None] | None = None
         self._frame: Frame | None = None
         self._exposures = 0
+        self._t_start = 0.0
         self._gain = self.profile.gain_range[0]
         lo, hi = self.profile.offset_range
         self._offset = min(max(DEFAULT_OFFSET, lo), hi)
@@ -106,6 +107,7 @@ class SimCamera(Camera):
         self._exposures += 1
         shutter = light and frame_type in ("light", "flat")
         start = self.clock.now()
+        self._t_start = self.clock.monotonic()
         self._state = ExposureState.exposing
         self._error = None
         self._task = asyncio.create_task(
@@ -143,7 +145,8 @@ class SimCamera(Camera):
         hangs: bool,
     ) -> None:
         exposure_s = 0.0 if frame_type == "bias" else seconds
-        await self.clock.sleep(exposure_s)
+        # Deadlines from the moment start_exposure was called, not from when this task runs.
+        await self.clock.sleep(self._t_start + exposure_s - self.clock.monotonic())
         if hangs:
             await asyncio.Event().wait()  # never ready: only abort (or disconnect) ends it
         if drops:
@@ -153,10 +156,11 @@ class SimCamera(Camera):
         roi, b = self._roi, self._binning
         exp, scene = self._snapshot(exposure_s, frame_type, shutter, roi, b)
         self._state = ExposureState.downloading
+        t_close = self.clock.monotonic()
         rng = self.world.child_rng("camera", number)
         render = asyncio.ensure_future(asyncio.to_thread(self.sensor.render, exp, rng))
         try:
-            await self.clock.sleep(self._download_time(roi, b))
+            await self.clock.sleep(t_close + self._download_time(roi, b) - self.clock.monotonic())
             data, n_stars = await render
         finally:
             if not render.done():
