@@ -1,0 +1,136 @@
+"""Device actions the executor composes: each starts a device operation, polls it on the
+engine clock and honours cancellation (an abort cancels the task; the device is told to stop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from runner.clock import Clock
+from runner.devices.interfaces import Camera, ExposureState, FilterWheel, Focuser, Frame, Mount
+from runner.errors import DeviceError, DeviceTimeout
+
+POLL = 0.5  # clock seconds between status polls
+
+
+async def _poll_until(clock: Clock, done: object, what: str, timeout: float | None) -> None:
+    """Poll ``done()`` (an async predicate) every POLL clock seconds until true or timeout."""
+    start = clock.monotonic()
+    while not await done():  # type: ignore[operator]
+        if timeout is not None and clock.monotonic() - start > timeout:
+            raise DeviceTimeout(f"{what} did not finish within {timeout:g} s")
+        await clock.sleep(POLL)
+
+
+async def expose(
+    camera: Camera, clock: Clock, seconds: float, frame_type: str, timeout: float
+) -> Frame:
+    """One exposure; an abort (task cancellation) aborts it on the camera and discards it."""
+    await camera.start_exposure(seconds, frame_type, light=frame_type in ("light", "flat"))
+    try:
+        start = clock.monotonic()
+        poll = min(POLL, max(0.02, seconds / 20))
+        while True:
+            state = await camera.exposure_status()
+            if state is ExposureState.ready:
+                return await camera.exposure_result()
+            if state is ExposureState.error:
+                raise DeviceError("camera reported an exposure error")
+            if state is ExposureState.idle:
+                raise DeviceError("camera went idle without delivering the frame")
+            if clock.monotonic() - start > timeout:
+                raise DeviceTimeout(f"exposure of {seconds:g} s not complete after {timeout:g} s")
+            await clock.sleep(poll)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(camera.abort_exposure())
+        raise
+
+
+async def move_filter(wheel: FilterWheel, clock: Clock, slot: int, timeout: float) -> bool:
+    """Move to ``slot``; True when the wheel actually moved."""
+    if await wheel.position() == slot:
+        return False
+    await wheel.move_to(slot)
+
+    async def arrived() -> bool:
+        return await wheel.position() == slot
+
+    await _poll_until(clock, arrived, f"filter wheel move to slot {slot}", timeout)
+    return True
+
+
+async def move_focuser(focuser: Focuser, clock: Clock, position: int, timeout: float) -> None:
+    await focuser.move_to(position)
+
+    async def stopped() -> bool:
+        return not await focuser.is_moving()
+
+    try:
+        await _poll_until(clock, stopped, f"focuser move to {position}", timeout)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(focuser.halt())
+        raise
+
+
+async def slew(mount: Mount, clock: Clock, ra: float, dec: float, timeout: float) -> None:
+    if await mount.is_parked():
+        await mount.unpark()
+    await mount.set_tracking(True)
+    await mount.slew_to(ra, dec)
+
+    async def stopped() -> bool:
+        return not await mount.is_slewing()
+
+    try:
+        await _poll_until(clock, stopped, "slew", timeout)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(mount.abort_slew())
+        raise
+
+
+async def park(mount: Mount, clock: Clock, timeout: float) -> None:
+    await mount.park()
+    await _poll_until(clock, mount.is_parked, "park", timeout)
+
+
+async def set_temperature(
+    camera: Camera,
+    clock: Clock,
+    target: float,
+    rate: float | None,
+    timeout: float,
+    *,
+    tolerance: float = 0.5,
+    cooler_off_at_end: bool = False,
+) -> float:
+    """Ramp the set point at ``rate`` °C/min (stepwise every 10 s) and wait until the sensor is
+    within ``tolerance`` of ``target``. Returns the final temperature."""
+    start = clock.monotonic()
+    current = await camera.temperature()
+    setpoint = current
+    step_s = 10.0
+    while True:
+        elapsed = clock.monotonic() - start
+        if elapsed > timeout:
+            raise DeviceTimeout(
+                f"camera at {await camera.temperature():.1f} °C, did not reach {target:g} °C "
+                f"within {timeout:g} s"
+            )
+        if rate is None:
+            setpoint = target
+        else:
+            delta = rate * step_s / 60.0
+            setpoint = (
+                min(target, setpoint + delta) if target > setpoint else max(target, setpoint - delta)
+            )
+        await camera.set_temperature(setpoint)
+        temp = await camera.temperature()
+        if setpoint == target and abs(temp - target) <= tolerance:
+            if cooler_off_at_end:
+                await camera.set_cooler(False)
+            return temp
+        await clock.sleep(step_s if rate is not None and setpoint != target else 2.0)

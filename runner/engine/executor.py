@@ -1,0 +1,918 @@
+"""The executor: walks a compiled ``Program`` on the devices, following SEMANTICS.md.
+
+It is the only place that decides order: startup, then targets (each gated by its
+constraints), then shutdown — always. Between light frames it runs triggers in the fixed order
+safety → meridian flip → autofocus → dither. Every step runs under its error policy (retry with
+doubling backoff, then skip step / skip target / abort) and its timeout, all on the engine clock.
+
+Abort is task cancellation: the running device operation is cancelled, which aborts the
+exposure (its frame is never written) and the shutdown sequence runs next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from runner.clock import Clock
+from runner.devices.interfaces import Frame, Guider, GuiderState, GuideStats
+from runner.engine import actions
+from runner.engine import triggers as trig
+from runner.engine.compiler import CompiledTarget, FilterLoop, Leaf, Loop, Node, Program
+from runner.engine.events import EventBus
+from runner.engine.journal import Journal, ResumeState
+from runner.engine.machine import RunModel
+from runner.errors import (
+    DeviceDisconnected,
+    DeviceError,
+    GuiderError,
+    NightrunnerError,
+    RunAborted,
+    SettleFailed,
+)
+from runner.plan.models import (
+    CalibrationStep,
+    CoolStep,
+    DitherStep,
+    ExposeArgs,
+    ExposeStep,
+    FilterStep,
+    FocusAuto,
+    FocusStep,
+    FrameType,
+    GuideStep,
+    ParkStep,
+    RepeatUntil,
+    Settle,
+    SettleFailure,
+    SlewStep,
+    StackStep,
+    Target,
+    Then,
+    WaitStep,
+    WarmStep,
+)
+
+log = logging.getLogger("nightrunner.engine")
+
+
+# ----------------------------------------------------------------------------- collaborators
+
+
+class Visibility(Protocol):
+    """Constraint evaluation for one target (runner.sky)."""
+
+    def holds_at(self, t: datetime) -> tuple[bool, list[str]]: ...
+
+    def next_start(self, t: datetime) -> datetime | None: ...
+
+    def altitude_at(self, t: datetime) -> float: ...
+
+    def hour_angle_at(self, t: datetime) -> float: ...
+
+
+class FrameSink(Protocol):
+    """Writes a frame to disk (atomically) and indexes it; returns the final path."""
+
+    async def save(self, frame: Frame, meta: dict[str, Any]) -> Path: ...
+
+
+class StackSink(Protocol):
+    def submit(self, path: Path) -> bool: ...
+
+
+class Autofocuser(Protocol):
+    async def __call__(self, settings: FocusAuto, filter_name: str | None) -> dict[str, Any]: ...
+
+
+@dataclass
+class Services:
+    clock: Clock
+    camera: Any
+    filter_wheel: Any | None
+    focuser: Any | None
+    mount: Any | None
+    safety: Any | None
+    guider: Guider | None
+    frames: FrameSink
+    measure_hfr: Callable[[npt.NDArray[np.uint16]], float | None]
+    autofocus: Autofocuser | None
+    visibility: Callable[[Target], Visibility] | None
+    stacker_for: Callable[[CompiledTarget], StackSink | None] | None = None
+    site_tz: tzinfo | None = None
+    filter_slots: dict[str, int] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- control flow
+
+
+class SkipTarget(Exception):
+    """Leave the current target (constraint ended it, or policy said skip_target)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class LoopExit(Exception):
+    """A ``repeat: until`` condition holds: leave that loop."""
+
+    def __init__(self, loop_id: str, reason: str) -> None:
+        super().__init__(reason)
+        self.loop_id = loop_id
+        self.reason = reason
+
+
+class FatalRunError(NightrunnerError):
+    """A step failed with policy ``abort``: the night ends (after shutdown)."""
+
+
+@dataclass(frozen=True)
+class Scope:
+    target: CompiledTarget | None
+    suffix: str = ""  # iteration path, e.g. "#i2#i0"
+    loops: tuple[tuple[str, RepeatUntil, str, float], ...] = ()  # (id, until, prefix, start)
+    phase: str = "imaging"
+
+
+@dataclass
+class Counters:
+    lights: int = 0
+    darks: int = 0
+    flats: int = 0
+    biases: int = 0
+    skipped_resume: int = 0
+    dithers: int = 0
+    dithers_skipped: int = 0
+    autofocus_runs: int = 0
+    retries: int = 0
+    errors: list[str] = field(default_factory=list)
+    per_target: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+class Executor:
+    def __init__(
+        self,
+        program: Program,
+        services: Services,
+        bus: EventBus,
+        journal: Journal,
+        resume: ResumeState | None = None,
+    ) -> None:
+        self.p = program
+        self.s = services
+        self.bus = bus
+        self.journal = journal
+        self.model = RunModel()
+        self.resume = resume or ResumeState(run_id="")
+        self.done_frames: dict[str, str] = dict(self.resume.frames)
+        self.state = trig.TriggerState.from_dict(self.resume.trigger_state)
+        self.counters = Counters()
+        self.filter: str | None = None
+        self.guiding = False
+        self.target: CompiledTarget | None = None
+        self.stack: StackSink | None = None
+        self.pause_requested = False
+        self._resumed = asyncio.Event()
+        self.abort_reason: str | None = None
+        self.outcome: str = "running"
+        self.last_frame: dict[str, Any] = {}
+        self.start_clock = services.clock.monotonic()
+        self.current_exposure: dict[str, Any] | None = None
+        self._unsafe = False
+
+    # ------------------------------------------------------------------ public control
+
+    def request_pause(self) -> None:
+        """Takes effect between exposures (SEMANTICS: guiding and cooling keep running)."""
+        self.pause_requested = True
+        self._resumed.clear()
+        self.bus.emit("pause_requested")
+
+    def request_resume(self) -> None:
+        self.pause_requested = False
+        self._resumed.set()
+        self.bus.emit("resume_requested")
+
+    # ------------------------------------------------------------------ the night
+
+    async def run_night(self) -> None:
+        """Startup and targets; raises RunAborted / FatalRunError / CancelledError."""
+        self._fire("begin_startup")
+        self.bus.emit("phase", phase="startup")
+        await self._run_nodes(self.p.startup, Scope(None, phase="startup"))
+        self.journal.record("startup_done")
+        self.bus.emit("startup_done")
+        if self.state.focus_time is None:
+            self.state.focus_time = self.s.clock.monotonic()
+        for ct in self.p.targets:
+            if ct.id in self.resume.targets_done:
+                self.bus.emit("target_skipped", target=ct.target.name, reason="completed before")
+                continue
+            await self._run_target(ct)
+
+    async def run_shutdown(self) -> None:
+        """Every shutdown step runs with its own timeout; one stuck step never blocks the next."""
+        self._fire("begin_shutdown")
+        self.bus.emit("phase", phase="shutdown")
+        scope = Scope(None, phase="shutdown")
+        for node in self.p.shutdown:
+            if not isinstance(node, Leaf):
+                continue
+            try:
+                await self._run_leaf(node, scope)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # shutdown goes on whatever happens
+                self._error(f"shutdown step {node.id} ({node.kind}) failed: {exc}")
+        # never leave guiding running, whatever the plan's shutdown said
+        if self.guiding and self.s.guider is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.s.guider.stop(), self.s.clock.to_real(30) + 1)
+            self.guiding = False
+
+    # ------------------------------------------------------------------ targets
+
+    async def _run_target(self, ct: CompiledTarget) -> None:
+        t = ct.target
+        self.target = ct
+        self._fire("begin_target")
+        self.bus.emit("target_start", target=t.name, index=ct.index)
+        trig.new_target(self.state)
+        self.counters.per_target.setdefault(t.name, {})
+        try:
+            await self._wait_for_constraints(ct)
+            self.stack = self.s.stacker_for(ct) if (self.s.stacker_for and t.stack) else None
+            await self._run_nodes(ct.body, Scope(ct))
+        except SkipTarget as exc:
+            self.bus.emit("target_end", target=t.name, status="skipped", reason=exc.reason)
+            return
+        finally:
+            self.stack = None
+        self.journal.record("target_done", key=ct.id)
+        self.bus.emit("target_end", target=t.name, status="completed")
+
+    async def _wait_for_constraints(self, ct: CompiledTarget) -> None:
+        ok, reasons = self._constraints(ct.target)
+        if ok:
+            return
+        wait = ct.target.wait
+        if wait is None:
+            raise SkipTarget("constraints not met: " + "; ".join(reasons))
+        vis = self.s.visibility(ct.target) if self.s.visibility else None
+        now = self.s.clock.now()
+        start = vis.next_start(now) if vis else None
+        deadline = self.s.clock.monotonic() + wait.max
+        if start is None or (start - now).total_seconds() > wait.max:
+            msg = "constraints not met within the wait limit: " + "; ".join(reasons)
+            if wait.then == "abort":
+                raise FatalRunError(msg)
+            raise SkipTarget(msg)
+        self._fire("wait_constraints")
+        self.bus.emit("waiting", target=ct.target.name, until=start.isoformat(), reasons=reasons)
+        while True:
+            ok, reasons = self._constraints(ct.target)
+            if ok:
+                break
+            if self.s.clock.monotonic() >= deadline:
+                raise SkipTarget("constraints not met within the wait limit")
+            await self.s.clock.sleep(min(60.0, max(1.0, deadline - self.s.clock.monotonic())))
+        self._fire("begin_target")
+
+    def _constraints(self, t: Target) -> tuple[bool, list[str]]:
+        if self.s.visibility is None:
+            return True, []
+        return self.s.visibility(t).holds_at(self.s.clock.now())
+
+    # ------------------------------------------------------------------ structure
+
+    async def _run_nodes(self, nodes: Sequence[Node], scope: Scope) -> None:
+        for node in nodes:
+            if isinstance(node, Leaf):
+                await self._run_leaf(node, scope)
+            elif isinstance(node, Loop):
+                await self._run_loop(node, scope)
+            else:
+                await self._run_filter_loop(node, scope)
+
+    async def _run_loop(self, loop: Loop, scope: Scope) -> None:
+        spec = loop.spec
+        prefix = f"{loop.id}{scope.suffix}#i"
+        inner_loops = scope.loops
+        if spec.until is not None:
+            inner_loops = (*scope.loops, (loop.id, spec.until, prefix, self.s.clock.monotonic()))
+        i = 0
+        ran = 0
+        while spec.count is None or i < spec.count:
+            key = f"{prefix}{i}"
+            if key in self.resume.iterations:
+                i += 1
+                continue
+            if spec.until is not None:
+                reason = self._until_holds(spec.until, prefix, scope.target)
+                if reason:
+                    if ran == 0 and i == 0:
+                        self.bus.emit("loop_zero_iterations", loop=loop.id, reason=reason)
+                    else:
+                        self.bus.emit("loop_end", loop=loop.id, reason=reason)
+                    return
+            inner = Scope(scope.target, f"{scope.suffix}#i{i}", inner_loops, scope.phase)
+            try:
+                await self._run_nodes(loop.body, inner)
+            except LoopExit as exc:
+                if exc.loop_id != loop.id:
+                    raise
+                self.bus.emit("loop_end", loop=loop.id, reason=exc.reason)
+                return
+            self.journal.record("iteration_done", key=key)
+            i += 1
+            ran += 1
+            if spec.until is not None and not self._loop_made_progress(prefix, i):
+                # a body without exposures would spin; give the clock a chance to move
+                await self.s.clock.sleep(1.0)
+
+    def _loop_made_progress(self, prefix: str, i: int) -> bool:
+        return any(k.startswith(prefix) for k in self.done_frames)
+
+    async def _run_filter_loop(self, node: FilterLoop, scope: Scope) -> None:
+        for j, name in enumerate(node.filters):
+            key = f"{node.id}{scope.suffix}#i{j}"
+            if key in self.resume.iterations:
+                continue
+            inner = Scope(scope.target, f"{scope.suffix}#i{j}", scope.loops, scope.phase)
+            await self._with_policy(
+                f"{node.id}:filter", "filter", node.policy, None,
+                lambda name=name: self._change_filter(name),  # type: ignore[misc]
+            )
+            await self._run_nodes(node.body, inner)
+            self.journal.record("iteration_done", key=key)
+
+    def _until_holds(self, until: RepeatUntil, prefix: str, ct: CompiledTarget | None) -> str:
+        now = self.s.clock.now()
+        if until.time is not None:
+            tz = self.s.site_tz
+            assert tz is not None
+            # the loop's deadline is the next occurrence after the run started
+            deadline = until.time.next_after(self._run_start_wall(), tz)
+            if now >= deadline:
+                return f"time {until.time} reached"
+        if until.altitude_below is not None and ct is not None and self.s.visibility:
+            alt = self.s.visibility(ct.target).altitude_at(now)
+            if alt < until.altitude_below:
+                return f"altitude {alt:.1f}° below {until.altitude_below:g}°"
+        if until.frames is not None:
+            n = sum(1 for k in self.done_frames if k.startswith(prefix))
+            if n >= until.frames:
+                return f"{n} frames taken"
+        return ""
+
+    def _run_start_wall(self) -> datetime:
+        from datetime import timedelta
+
+        return self.s.clock.now() - timedelta(seconds=self.s.clock.monotonic() - self.start_clock)
+
+    # ------------------------------------------------------------------ policies
+
+    async def _with_policy(
+        self,
+        step_id: str,
+        kind: str,
+        policy: Any,
+        timeout: float | None,
+        action: Callable[[], Awaitable[None]],
+    ) -> None:
+        attempt = 0
+        while True:
+            try:
+                if timeout is not None:
+                    await asyncio.wait_for(action(), self.s.clock.to_real(timeout))
+                else:
+                    await action()
+                return
+            except TimeoutError:
+                exc: Exception = DeviceError(f"{kind} step timed out after {timeout:g} s")
+            except (DeviceError, GuiderError) as e:
+                exc = e
+            self._error(f"{step_id} ({kind}): {exc}")
+            if attempt < policy.retry:
+                delay = policy.backoff * (2**attempt)
+                attempt += 1
+                self.counters.retries += 1
+                self.bus.emit("retry", step=step_id, attempt=attempt, delay=delay, error=str(exc))
+                await self.s.clock.sleep(delay)
+                if isinstance(exc, DeviceDisconnected):
+                    await self._reconnect(exc)
+                continue
+            then = Then(policy.then)
+            self.bus.emit("policy", step=step_id, action=then.value, error=str(exc))
+            if then is Then.skip_step:
+                return
+            if then is Then.skip_target and self.target is not None:
+                raise SkipTarget(f"{kind} failed: {exc}") from exc
+            raise FatalRunError(f"{kind} failed: {exc}") from exc
+
+    async def _reconnect(self, exc: DeviceDisconnected) -> None:
+        for dev in (self.s.camera, self.s.filter_wheel, self.s.focuser, self.s.mount):
+            if dev is not None and not dev.connected:
+                try:
+                    await dev.connect()
+                    self.bus.emit("reconnected", device=type(dev).__name__)
+                except DeviceError as again:
+                    self._error(f"reconnect failed: {again}")
+
+    def _error(self, message: str) -> None:
+        log.warning(message)
+        self.counters.errors.append(message)
+        self.bus.emit("error", message=message)
+
+    def _fire(self, trigger: str) -> None:
+        self.model.fire(trigger)
+        self.bus.emit("state", state=self.model.state)
+
+    # ------------------------------------------------------------------ leaves
+
+    async def _run_leaf(self, leaf: Leaf, scope: Scope) -> None:
+        timeout = leaf.timeout if leaf.timeout is not None else self._default_timeout(leaf)
+        self._fire(f"begin_{leaf.kind}")
+        self.bus.emit("step", id=leaf.id, kind=leaf.kind, phase=scope.phase)
+        try:
+            await self._with_policy(
+                leaf.id, leaf.kind, leaf.policy, timeout, lambda: self._do_leaf(leaf, scope)
+            )
+        finally:
+            if self.model.action is not None:
+                self._fire("step_done")
+
+    def _default_timeout(self, leaf: Leaf) -> float | None:
+        eq = self.p.equipment
+        step = leaf.step
+        if isinstance(step, CoolStep):
+            return step.cool.timeout + 30
+        if isinstance(step, WarmStep):
+            return step.warm.timeout + 30
+        if isinstance(step, FilterStep):
+            return (eq.filter_wheel.change_time * 4 + 30) if eq.filter_wheel else 60
+        if isinstance(step, FocusStep) and step.focus.auto is None:
+            return eq.focuser.move_timeout if eq.focuser else 120
+        if isinstance(step, SlewStep | ParkStep):
+            return eq.mount.slew_timeout if eq.mount else 300
+        if isinstance(step, GuideStep):
+            settle = step.guide.settle or self.p.settle
+            return settle.timeout + 120
+        if isinstance(step, DitherStep):
+            settle = step.dither.settle or self.p.settle
+            return settle.timeout + 60
+        return None  # exposures time out per frame; waits bound themselves
+
+    async def _do_leaf(self, leaf: Leaf, scope: Scope) -> None:
+        step = leaf.step
+        s = self.s
+        if isinstance(step, ExposeStep):
+            await self._expose_step(leaf, step.expose, scope)
+        elif isinstance(step, FilterStep):
+            await self._change_filter(step.filter)
+        elif isinstance(step, CoolStep | WarmStep):
+            args = step.cool if isinstance(step, CoolStep) else step.warm
+            temp = await actions.set_temperature(
+                s.camera, s.clock, args.to, args.rate, args.timeout,
+                cooler_off_at_end=isinstance(step, WarmStep),
+            )
+            self.bus.emit("temperature", ccd_temp=temp, set_temp=args.to)
+        elif isinstance(step, FocusStep):
+            await self._focus(step)
+        elif isinstance(step, GuideStep):
+            if step.guide.action == "start":
+                await self._start_guiding(step.guide.settle, step.guide.recalibrate)
+            else:
+                await self._stop_guiding()
+        elif isinstance(step, DitherStep):
+            d = step.dither
+            await self._dither(d.amount, d.ra_only, d.settle, SettleFailure.go_on)
+        elif isinstance(step, WaitStep):
+            await self._wait(step, scope)
+        elif isinstance(step, SlewStep):
+            await self._slew(step, scope)
+        elif isinstance(step, ParkStep):
+            assert s.mount is not None
+            if self.guiding:
+                await self._stop_guiding()
+            await actions.park(s.mount, s.clock, self.p.equipment.mount.slew_timeout
+                               if self.p.equipment.mount else 300)
+            self.bus.emit("parked")
+        elif isinstance(step, StackStep):
+            if step.stack == "off":
+                self.stack = None
+            elif self.target is not None and s.stacker_for is not None:
+                self.stack = s.stacker_for(self.target)
+        elif isinstance(step, CalibrationStep):
+            await self._calibration(leaf, step, scope)
+        else:  # pragma: no cover - the compiler only emits known kinds
+            raise NightrunnerError(f"cannot execute step kind {leaf.kind}")
+
+    # ------------------------------------------------------------------ exposures
+
+    def _settings(self, a: ExposeArgs) -> tuple[int, int | None, int | None]:
+        d = self.p.plan.defaults.expose
+        binning = a.binning or d.binning
+        gain = a.gain if a.gain is not None else d.gain
+        offset = a.offset if a.offset is not None else d.offset
+        return binning, gain, offset
+
+    async def _expose_step(self, leaf: Leaf, a: ExposeArgs, scope: Scope) -> None:
+        if a.filter is not None:
+            await self._change_filter(a.filter)
+        for n in range(a.count):
+            key = f"{leaf.id}{scope.suffix}#f{n}"
+            if key in self.done_frames:
+                self.counters.skipped_resume += 1
+                continue
+            await self._take_frame(key, a, a.type, a.exposure, scope)
+
+    async def _take_frame(
+        self, key: str, a: ExposeArgs, frame_type: FrameType, seconds: float, scope: Scope,
+        *, subdir: str | None = None,
+    ) -> Path:
+        light = frame_type is FrameType.light
+        if light:
+            await self._before_light(scope)
+        s = self.s
+        cam = s.camera
+        binning, gain, offset = self._settings(a)
+        await cam.set_binning(binning)
+        if gain is not None:
+            await cam.set_gain(gain)
+        if offset is not None:
+            await cam.set_offset(offset)
+        if a.roi is not None:
+            from runner.devices.interfaces import RoiBox
+
+            await cam.set_roi(RoiBox(a.roi.x, a.roi.y, a.roi.width, a.roi.height))
+        else:
+            await cam.set_roi(None)
+        timeout = seconds + self.p.equipment.camera.download_time + self.p.equipment.exposure_margin
+        if s.guider is not None and self.guiding:
+            s.guider.start_stats()
+        self.current_exposure = {"key": key, "seconds": seconds, "type": frame_type.value,
+                                 "started": s.clock.now().isoformat()}
+        self.bus.emit("exposure_start", key=key, seconds=seconds, type=frame_type.value,
+                      filter=self.filter, target=self.target.target.name if self.target else None)
+        frame = await actions.expose(cam, s.clock, seconds, frame_type.value, timeout)
+        self.current_exposure = None
+        stats: GuideStats | None = (
+            s.guider.stats() if (s.guider is not None and self.guiding) else None
+        )
+        hfr = None
+        if light:
+            hfr = await asyncio.to_thread(s.measure_hfr, frame.data)
+        meta = await self._frame_meta(frame, stats, hfr, subdir)
+        path = await s.frames.save(frame, meta)
+        # the journal is written only after the file is in place
+        if light:
+            trig.light_frame_done(self.state, hfr)
+        self.done_frames[key] = str(path)
+        self.journal.record("frame", key=key, path=str(path), triggers=self.state.to_dict())
+        self._count(frame_type, path)
+        self.last_frame = {"path": str(path), "hfr": hfr, "type": frame_type.value,
+                           "filter": self.filter,
+                           "guiding_rms": stats.rms_total if stats else None}
+        self.bus.emit("frame", key=key, path=str(path), hfr=hfr, type=frame_type.value,
+                      filter=self.filter, exposure=seconds,
+                      guiding_rms=stats.rms_total if stats else None)
+        if light and self.stack is not None:
+            accepted = self.stack.submit(path)
+            if not accepted:
+                self.bus.emit("stack_dropped", path=str(path))
+        return path
+
+    def _count(self, frame_type: FrameType, path: Path) -> None:
+        c = self.counters
+        if frame_type is FrameType.light:
+            c.lights += 1
+        elif frame_type is FrameType.dark:
+            c.darks += 1
+        elif frame_type is FrameType.flat:
+            c.flats += 1
+        else:
+            c.biases += 1
+        if self.target is not None:
+            per = c.per_target.setdefault(self.target.target.name, {})
+            label = f"{frame_type.value}:{self.filter or '-'}"
+            per[label] = per.get(label, 0) + 1
+
+    async def _frame_meta(
+        self, frame: Frame, stats: GuideStats | None, hfr: float | None, subdir: str | None
+    ) -> dict[str, Any]:
+        s = self.s
+        focus_pos = focus_temp = None
+        if s.focuser is not None:
+            with contextlib.suppress(DeviceError):
+                focus_pos = await s.focuser.position()
+                focus_temp = await s.focuser.temperature()
+        t = self.target.target if self.target else None
+        return {
+            "target": t.name if t else None,
+            "ra": t.coordinates.ra if t else None,
+            "dec": t.coordinates.dec if t else None,
+            "filter": self.filter,
+            "focus_position": focus_pos,
+            "focus_temperature": focus_temp,
+            "hfr": hfr,
+            "guide_stats": stats,
+            "subdir": subdir,
+        }
+
+    async def _before_light(self, scope: Scope) -> None:
+        """The gap before a light exposure: pause, constraints, loop ends, triggers."""
+        await self._pause_gate()
+        if scope.target is not None:
+            ok, reasons = self._constraints(scope.target.target)
+            if not ok:
+                raise SkipTarget("constraint no longer holds: " + "; ".join(reasons))
+        for loop_id, until, prefix, _ in scope.loops:
+            reason = self._until_holds(until, prefix, scope.target)
+            if reason:
+                raise LoopExit(loop_id, reason)
+        await self._triggers(scope)
+
+    async def _pause_gate(self) -> None:
+        if not self.pause_requested:
+            return
+        self._fire("pause")
+        self.bus.emit("paused")
+        await self._resumed.wait()
+        self._fire("resume")
+        self.bus.emit("resumed")
+
+    async def _triggers(self, scope: Scope) -> None:
+        s = self.s
+        tr = self.p.triggers
+        # meridian flip (before autofocus and dither)
+        if tr.meridian_flip is not None and scope.target is not None:
+            await self._maybe_flip(scope.target)
+        # guiding health: star lost, RMS gate
+        if self.guiding and s.guider is not None:
+            await self._guiding_health()
+        temperature = None
+        if s.focuser is not None:
+            with contextlib.suppress(DeviceError):
+                temperature = await s.focuser.temperature()
+        if self.state.focus_temperature is None:
+            self.state.focus_temperature = temperature
+        due = trig.due(tr, self.state, now=s.clock.monotonic(), temperature=temperature,
+                       guiding=self.guiding, any_light_yet=self.counters.lights > 0)
+        if due.autofocus and tr.autofocus is not None:
+            self.bus.emit("trigger", kind="autofocus", reason=due.autofocus)
+            self._fire("begin_trigger_autofocus")
+            try:
+                await self._autofocus(tr.autofocus.settings)
+            finally:
+                self._fire("step_done")
+        if due.dither and tr.dither is not None:
+            d = tr.dither
+            self._fire("begin_trigger_dither")
+            try:
+                await self._dither(d.amount, d.ra_only, d.settle, d.on_settle_failure)
+            finally:
+                self._fire("step_done")
+
+    # ------------------------------------------------------------------ guiding
+
+    async def _start_guiding(self, settle: Settle | None, recalibrate: bool) -> None:
+        g = self.s.guider
+        if g is None:
+            raise GuiderError("no guider configured")
+        st = settle or self.p.settle
+        await g.guide(st.pixels, st.time, st.timeout, recalibrate)
+        self.guiding = True
+        self.bus.emit("guiding", state="guiding")
+
+    async def _stop_guiding(self) -> None:
+        g = self.s.guider
+        if g is None:
+            return
+        await g.stop()
+        self.guiding = False
+        self.bus.emit("guiding", state="stopped")
+
+    async def _dither(
+        self, amount: float, ra_only: bool, settle: Settle | None, on_fail: SettleFailure
+    ) -> None:
+        g = self.s.guider
+        if g is None or not self.guiding or await g.state() is not GuiderState.guiding:
+            self.counters.dithers_skipped += 1
+            self.bus.emit("warning", message="dither skipped: the guider is not guiding")
+            trig.dither_done(self.state)
+            return
+        st = settle or self.p.settle
+        attempts = 2 if on_fail is SettleFailure.retry_dither else 1
+        for attempt in range(attempts):
+            try:
+                await g.dither(amount, ra_only, st.pixels, st.time, st.timeout)
+                self.counters.dithers += 1
+                trig.dither_done(self.state)
+                self.bus.emit("dithered", amount=amount)
+                return
+            except SettleFailed as exc:
+                self._error(f"dither settle failed: {exc}")
+                if attempt + 1 < attempts:
+                    continue
+                trig.dither_done(self.state)
+                if on_fail is SettleFailure.go_on or on_fail is SettleFailure.retry_dither:
+                    return
+                if on_fail is SettleFailure.skip_target:
+                    raise SkipTarget(f"settling failed after dither: {exc}") from exc
+                raise FatalRunError(f"settling failed after dither: {exc}") from exc
+
+    async def _guiding_health(self) -> None:
+        g = self.s.guider
+        assert g is not None
+        tr = self.p.triggers
+        state = await g.state()
+        if state is GuiderState.lost_lock or state is GuiderState.stopped:
+            sl = tr.star_lost
+            wait_s = sl.wait if sl else 30.0
+            self.bus.emit("warning", message=f"guide star lost ({state.value}); recovering")
+            self._fire("begin_recover_guiding")
+            try:
+                deadline = self.s.clock.monotonic() + wait_s
+                while self.s.clock.monotonic() < deadline:
+                    if await g.state() is GuiderState.guiding:
+                        return
+                    await self.s.clock.sleep(2.0)
+                if sl is None or sl.restart_guiding:
+                    try:
+                        await self._start_guiding(None, False)
+                        return
+                    except (GuiderError, DeviceError) as exc:
+                        self._error(f"restarting guiding failed: {exc}")
+                then = sl.then if sl else Then.skip_target
+                if then is Then.skip_step:
+                    return
+                if then is Then.skip_target:
+                    raise SkipTarget("guide star lost and guiding could not be restored")
+                raise FatalRunError("guide star lost and guiding could not be restored")
+            finally:
+                self._fire("step_done")
+        gate = tr.guiding_rms
+        if gate is not None:
+            deadline = self.s.clock.monotonic() + gate.wait
+            while True:
+                stats = g.stats()
+                if stats is None or stats.rms_total <= gate.max_rms:
+                    return
+                if self.s.clock.monotonic() >= deadline:
+                    self.bus.emit("warning", message=f"guiding RMS {stats.rms_total:.2f} above "
+                                  f"{gate.max_rms:g} after {gate.wait:g} s; exposing anyway")
+                    return
+                g.start_stats()
+                await self.s.clock.sleep(min(10.0, gate.wait))
+
+    # ------------------------------------------------------------------ filter, focus, mount
+
+    async def _change_filter(self, name: str) -> None:
+        s = self.s
+        if s.filter_wheel is None:
+            raise DeviceError("no filter wheel")
+        slot = s.filter_slots[name]
+        old = self.filter
+        moved = await actions.move_filter(
+            s.filter_wheel, s.clock, slot, self.p.equipment.filter_wheel.change_time * 4 + 30
+            if self.p.equipment.filter_wheel else 60,
+        )
+        self.filter = name
+        if moved or old is None:
+            # apply the focus offset between filters (relative to the previous filter)
+            if s.focuser is not None and old is not None and old != name:
+                delta = self._focus_offset(name) - self._focus_offset(old)
+                if delta:
+                    pos = await s.focuser.position()
+                    await actions.move_focuser(s.focuser, s.clock, pos + delta,
+                                               self.p.equipment.focuser.move_timeout
+                                               if self.p.equipment.focuser else 120)
+            if moved:
+                self.state.filter_changed = True
+        self.bus.emit("filter", filter=name, moved=moved)
+
+    def _focus_offset(self, name: str) -> int:
+        fw = self.p.equipment.filter_wheel
+        if fw is None:
+            return 0
+        return next((f.focus_offset for f in fw.filters if f.name == name), 0)
+
+    async def _focus(self, step: FocusStep) -> None:
+        s = self.s
+        f = step.focus
+        if s.focuser is None:
+            raise DeviceError("no focuser")
+        timeout = self.p.equipment.focuser.move_timeout if self.p.equipment.focuser else 120
+        if f.auto is not None:
+            await self._autofocus(f.auto)
+            return
+        if f.position is not None:
+            await actions.move_focuser(s.focuser, s.clock, f.position, timeout)
+        elif f.by is not None:
+            pos = await s.focuser.position()
+            await actions.move_focuser(s.focuser, s.clock, pos + f.by, timeout)
+        self.bus.emit("focus", position=await s.focuser.position())
+
+    async def _autofocus(self, settings: FocusAuto) -> None:
+        s = self.s
+        if s.autofocus is None or s.focuser is None:
+            raise DeviceError("autofocus needs a focuser")
+        result = await s.autofocus(settings, self.filter)
+        self.counters.autofocus_runs += 1
+        temperature = None
+        with contextlib.suppress(DeviceError):
+            temperature = await s.focuser.temperature()
+        trig.autofocus_done(self.state, now=s.clock.monotonic(), temperature=temperature,
+                            filter_name=self.filter)
+        self.journal.record("trigger_state", state=self.state.to_dict())
+        self.bus.emit("autofocus", **result)
+
+    async def _slew(self, step: SlewStep, scope: Scope) -> None:
+        s = self.s
+        if s.mount is None:
+            raise DeviceError("no mount")
+        ra, dec = step.slew.ra, step.slew.dec
+        if ra is None or dec is None:
+            if scope.target is None:
+                raise DeviceError("slew without coordinates outside a target")
+            ra = ra if ra is not None else scope.target.target.coordinates.ra
+            dec = dec if dec is not None else scope.target.target.coordinates.dec
+        was_guiding = self.guiding
+        if was_guiding:
+            await self._stop_guiding()
+        eq = self.p.equipment
+        await actions.slew(s.mount, s.clock, ra, dec, eq.mount.slew_timeout if eq.mount else 300)
+        if eq.mount is not None:
+            await s.clock.sleep(eq.mount.settle_time)
+        self.bus.emit("slewed", ra=ra, dec=dec)
+        if was_guiding:
+            await self._start_guiding(None, False)
+
+    async def _maybe_flip(self, ct: CompiledTarget) -> None:
+        s = self.s
+        mf = self.p.triggers.meridian_flip
+        if mf is None or s.mount is None or s.visibility is None:
+            return
+        ha_hours = s.visibility(ct.target).hour_angle_at(s.clock.now())
+        side = await s.mount.side_of_pier()
+        minutes_past = ha_hours * 60.0
+        # a German mount on the east side looks west of the meridian before the flip
+        if minutes_past >= mf.after and minutes_past < 12 * 60 and side.value == "east":
+            self.bus.emit("trigger", kind="meridian_flip", hour_angle=ha_hours)
+            self._fire("begin_meridian_flip")
+            try:
+                await self._slew(SlewStep.model_validate({"slew": {}}), Scope(ct))
+            finally:
+                self._fire("step_done")
+
+    async def _wait(self, step: WaitStep, scope: Scope) -> None:
+        s = self.s
+        w = step.wait
+        if w.for_ is not None:
+            await s.clock.sleep(w.for_)
+        elif w.until is not None:
+            assert s.site_tz is not None
+            now = s.clock.now()
+            target_time = w.until.next_after(now, s.site_tz)
+            self.bus.emit("waiting", until=target_time.isoformat())
+            await s.clock.sleep((target_time - now).total_seconds())
+        elif w.altitude is not None and scope.target is not None and s.visibility is not None:
+            vis = s.visibility(scope.target.target)
+            while vis.altitude_at(s.clock.now()) < w.altitude:
+                await s.clock.sleep(60.0)
+
+    async def _calibration(self, leaf: Leaf, step: CalibrationStep, scope: Scope) -> None:
+        c = step.calibration
+        kind = FrameType(c.kind)
+        args = ExposeArgs(count=c.count, exposure=1.0 if kind is not FrameType.bias else 0.0,
+                          type=kind, gain=c.gain, offset=c.offset, binning=c.binning)
+        plans: list[tuple[str | None, float]] = []
+        if kind is FrameType.dark:
+            plans = [(None, e) for e in c.exposures]
+        elif kind is FrameType.bias:
+            plans = [(None, 0.0)]
+        else:
+            filters = c.filters or ([self.filter] if self.filter else [None])  # type: ignore[list-item]
+            exps = c.exposures or [1.0]
+            for i, f in enumerate(filters):
+                plans.append((f, exps[i] if len(exps) == len(filters) else exps[0]))
+        for j, (filt, seconds) in enumerate(plans):
+            if filt is not None:
+                await self._change_filter(filt)
+            for n in range(c.count):
+                key = f"{leaf.id}{scope.suffix}#c{j}#f{n}"
+                if key in self.done_frames:
+                    continue
+                await self._take_frame(key, args, kind, seconds, scope, subdir="calibration")
+        self.bus.emit("calibration_set", kind=c.kind, sets=len(plans), count=c.count)

@@ -1,0 +1,93 @@
+"""The run's state machine, declared as data.
+
+States are ``phase`` or ``phase:kind`` — the phase of the night (startup, imaging, waiting,
+paused, shutdown) and the kind of step running in it (expose, filter, focus, …, plus the
+trigger actions dither/autofocus/flip). The engine never does long work in a callback: it runs
+a step as a task and fires ``begin_<kind>`` / ``step_done`` around it, so the machine always
+says what is happening and refuses impossible requests (pause during shutdown, resume when
+not paused).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transitions import Machine, MachineError
+
+from runner.plan.models import STEP_KINDS
+
+PHASES_WITH_STEPS = ("startup", "imaging", "shutdown")
+ACTIONS = tuple(k for k in STEP_KINDS if k not in ("use", "repeat", "each_filter")) + (
+    "trigger_dither",
+    "trigger_autofocus",
+    "meridian_flip",
+    "recover_guiding",
+)
+FINAL = ("completed", "failed", "aborted")
+
+STATES: list[str] = [
+    "idle",
+    *PHASES_WITH_STEPS,
+    *(f"{p}:{a}" for p in PHASES_WITH_STEPS for a in ACTIONS),
+    "waiting",
+    "paused",
+    *FINAL,
+]
+
+_LIVE = [s for s in STATES if s not in FINAL and s != "shutdown" and not s.startswith("shutdown:")]
+
+TRANSITIONS: list[dict[str, Any]] = [
+    {"trigger": "begin_startup", "source": "idle", "dest": "startup"},
+    {"trigger": "begin_target", "source": ["startup", "imaging", "waiting"], "dest": "imaging"},
+    {"trigger": "wait_constraints", "source": ["startup", "imaging"], "dest": "waiting"},
+    {"trigger": "pause", "source": "imaging", "dest": "paused"},
+    {"trigger": "resume", "source": "paused", "dest": "imaging"},
+    {"trigger": "begin_shutdown", "source": _LIVE, "dest": "shutdown"},
+    {"trigger": "finish", "source": "shutdown", "dest": "completed"},
+    {"trigger": "fail", "source": "shutdown", "dest": "failed"},
+    {"trigger": "aborted", "source": "shutdown", "dest": "aborted"},
+]
+for _phase in PHASES_WITH_STEPS:
+    for _action in ACTIONS:
+        TRANSITIONS.append(
+            {"trigger": f"begin_{_action}", "source": _phase, "dest": f"{_phase}:{_action}"}
+        )
+    TRANSITIONS.append(
+        {"trigger": "step_done", "source": [f"{_phase}:{a}" for a in ACTIONS], "dest": _phase}
+    )
+
+
+class RunModel:
+    """The model the machine drives; ``state`` is read by status requests."""
+
+    state: str
+
+    def __init__(self) -> None:
+        self.machine = Machine(
+            model=self,
+            states=STATES,
+            transitions=TRANSITIONS,
+            initial="idle",
+            auto_transitions=False,
+            queued=True,
+            send_event=False,
+        )
+
+    def fire(self, trigger: str) -> None:
+        """Fire a trigger; an impossible one raises ``MachineError`` naming the state."""
+        getattr(self, trigger)()
+
+    def can(self, trigger: str) -> bool:
+        return bool(self.machine.get_triggers(self.state).count(trigger))
+
+    @property
+    def phase(self) -> str:
+        return self.state.split(":", 1)[0]
+
+    @property
+    def action(self) -> str | None:
+        parts = self.state.split(":", 1)
+        return parts[1] if len(parts) == 2 else None
+
+
+__all__ = ["ACTIONS", "STATES", "TRANSITIONS", "MachineError", "RunModel"]

@@ -1,0 +1,443 @@
+"""A run from start to finish: data directory, lock, devices, guider, stacker, journal,
+signals, the executor, the safe shutdown and the summary.
+
+Exit semantics (CLI): completed → 0 (targets skipped by constraints are not failures);
+failed or aborted → 1, always after the shutdown sequence ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import signal
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from runner.clock import Clock, ScaledClock
+from runner.devices.interfaces import Guider
+from runner.engine.compiler import CompiledTarget, Program, compile_plan
+from runner.engine.events import EventBus
+from runner.engine.executor import Executor, FatalRunError, Services
+from runner.engine.journal import Journal, ResumeState, plan_digest, resume_state
+from runner.engine.lock import DataDirLock
+from runner.errors import NightrunnerError, RunAborted
+from runner.plan.equipment import Equipment
+from runner.plan.models import Plan, Target
+
+log = logging.getLogger("nightrunner.run")
+
+
+@dataclass
+class RunOptions:
+    data_dir: Path
+    speed: float | None = None
+    resume: bool = False
+    dry_run: bool = False
+    start: datetime | None = None  # simulated start instant (tests, rehearsals)
+    progress: str = "auto"  # auto | rich | plain | none
+    plan_text: bytes = b""
+    plan_path: Path | None = None
+
+
+@dataclass
+class RunResult:
+    outcome: str  # completed | failed | aborted
+    run_dir: Path
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.outcome == "completed" else 1
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()[:40] or "plan"
+
+
+def _find_resumable(runs: Path, digest: str) -> Path | None:
+    if not runs.is_dir():
+        return None
+    for d in sorted(runs.iterdir(), reverse=True):
+        meta = d / "run.json"
+        if not meta.is_file():
+            continue
+        try:
+            info = json.loads(meta.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if info.get("plan_digest") != digest:
+            continue
+        if resume_state(d / "journal.jsonl").finished:
+            return None  # the latest run of this plan finished: nothing to resume
+        return d
+    return None
+
+
+class Run:
+    """Owns everything one night needs; ``await Run(...).execute()``."""
+
+    def __init__(self, plan: Plan, equipment: Equipment, options: RunOptions) -> None:
+        self.plan = plan
+        self.equipment = equipment
+        self.opt = options
+        self.program: Program = compile_plan(plan, equipment)
+        speed = options.speed or equipment.simulation.speed
+        if options.dry_run and options.speed is None:
+            speed = 1000.0
+        self.clock: Clock = ScaledClock(speed=speed, start=options.start)
+        self.executor: Executor | None = None
+        self._night: asyncio.Task[None] | None = None
+        self.abort_reason: str | None = None
+        self.bus: EventBus | None = None
+        self._shutting_down = False
+
+    # ------------------------------------------------------------------ control
+
+    def abort(self, reason: str = "abort requested") -> None:
+        """Safe stop: the running exposure is aborted, then shutdown runs."""
+        if self._shutting_down:
+            if self.bus:
+                self.bus.emit("warning", message=f"{reason} during shutdown: ignored")
+            return
+        if self.abort_reason is None:
+            self.abort_reason = reason
+            if self.bus:
+                self.bus.emit("abort", reason=reason)
+        if self._night is not None and not self._night.done():
+            self._night.cancel()
+
+    def pause(self) -> None:
+        if self.executor:
+            self.executor.request_pause()
+
+    def resume(self) -> None:
+        if self.executor:
+            self.executor.request_resume()
+
+    def status(self) -> dict[str, Any]:
+        ex = self.executor
+        if ex is None:
+            return {"state": "starting"}
+        return {
+            "state": ex.model.state,
+            "target": ex.target.target.name if ex.target else None,
+            "filter": ex.filter,
+            "guiding": ex.guiding,
+            "paused": ex.pause_requested,
+            "exposure": ex.current_exposure,
+            "last_frame": ex.last_frame,
+            "lights": ex.counters.lights,
+            "errors": len(ex.counters.errors),
+            "clock": self.clock.now().isoformat(),
+        }
+
+    # ------------------------------------------------------------------ the run
+
+    async def execute(self) -> RunResult:
+        data = self.opt.data_dir
+        data.mkdir(parents=True, exist_ok=True)
+        with DataDirLock(data):
+            return await self._execute_locked(data)
+
+    async def _execute_locked(self, data: Path) -> RunResult:
+        digest = plan_digest(self.opt.plan_text or self.plan.model_dump_json().encode())
+        runs = data / "runs"
+        resume: ResumeState | None = None
+        run_dir: Path | None = None
+        resumed_note = None
+        if self.opt.resume:
+            run_dir = _find_resumable(runs, digest)
+            if run_dir is not None:
+                resume = resume_state(run_dir / "journal.jsonl")
+            else:
+                resumed_note = "nothing to resume for this plan: starting a fresh run"
+        if run_dir is None:
+            stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+            run_dir = runs / f"{stamp}-{_slug(self.plan.name)}"
+            n = 1
+            while run_dir.exists():
+                n += 1
+                run_dir = runs / f"{stamp}-{_slug(self.plan.name)}-{n}"
+            run_dir.mkdir(parents=True)
+            (run_dir / "run.json").write_text(json.dumps({
+                "plan": str(self.opt.plan_path) if self.opt.plan_path else None,
+                "plan_name": self.plan.name, "plan_digest": digest,
+                "started": datetime.now(UTC).isoformat(), "dry_run": self.opt.dry_run,
+            }, indent=2))
+        bus = EventBus(run_dir / "events.jsonl")
+        self.bus = bus
+        listener_close = self._attach_progress(bus)
+        journal = Journal(run_dir / "journal.jsonl")
+        if resumed_note:
+            bus.emit("warning", message=resumed_note)
+        if resume is not None:
+            bus.emit("resume", run=run_dir.name, frames=len(resume.frames))
+        journal.record("run_start", resume=resume is not None, speed=self.clock.speed)
+        real_start = time.monotonic()
+        clock_start = self.clock.monotonic()
+        outcome = "failed"
+        try:
+            async with self._services(data, bus) as services:
+                self.executor = Executor(self.program, services, bus, journal, resume)
+                self.executor.start_clock = clock_start
+                outcome = await self._drive(bus)
+        except NightrunnerError as exc:
+            bus.emit("error", message=f"run could not start: {exc}")
+            outcome = "failed"
+        finally:
+            journal.record("run_end", outcome=outcome) if outcome == "completed" else \
+                journal.record("run_stopped", outcome=outcome)
+            journal.close()
+            summary = self._summary(outcome, run_dir, real_start, clock_start)
+            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+            bus.emit("run_end", outcome=outcome, lights=summary["frames"]["light"])
+            listener_close()
+            bus.close()
+        return RunResult(outcome, run_dir, summary)
+
+    async def _drive(self, bus: EventBus) -> str:
+        ex = self.executor
+        assert ex is not None
+        loop = asyncio.get_running_loop()
+        installed = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.abort, f"signal {signal.Signals(sig).name}")
+                installed.append(sig)
+        safety = asyncio.create_task(self._watch_safety(bus))
+        outcome = "completed"
+        try:
+            self._night = asyncio.create_task(ex.run_night())
+            try:
+                await self._night
+            except asyncio.CancelledError:
+                if self.abort_reason is None:
+                    raise
+                outcome = "aborted"
+            except FatalRunError as exc:
+                bus.emit("error", message=f"fatal: {exc}")
+                outcome = "failed"
+            except RunAborted as exc:
+                self.abort_reason = self.abort_reason or str(exc)
+                outcome = "aborted"
+            except Exception as exc:  # an engine bug must still end in a safe shutdown
+                log.exception("unexpected error")
+                bus.emit("error", message=f"unexpected {type(exc).__name__}: {exc}")
+                outcome = "failed"
+            safety.cancel()
+            self._shutting_down = True
+            await ex.run_shutdown()
+            final = {"completed": "finish", "failed": "fail", "aborted": "aborted"}[outcome]
+            ex.model.fire(final)
+            bus.emit("state", state=ex.model.state)
+            ex.outcome = outcome
+            return outcome
+        finally:
+            safety.cancel()
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+    async def _watch_safety(self, bus: EventBus) -> None:
+        ex = self.executor
+        assert ex is not None
+        dev = ex.s.safety
+        if dev is None:
+            return
+        while True:
+            try:
+                safe = await dev.is_safe()
+            except NightrunnerError as exc:
+                bus.emit("warning", message=f"safety monitor unreadable: {exc}")
+                safe = False
+            if not safe:
+                bus.emit("unsafe")
+                self.abort("unsafe conditions reported by the safety monitor")
+                return
+            await self.clock.sleep(2.0)
+
+    def _attach_progress(self, bus: EventBus) -> Any:
+        mode = self.opt.progress
+        if mode == "none":
+            return lambda: None
+        import sys
+
+        if mode == "rich" or (mode == "auto" and sys.stdout.isatty()):
+            from runner.engine.progress import RichProgress
+
+            rp = RichProgress(self.program.light_frames_planned())
+            bus.subscribe(rp)
+            return rp.close
+        from runner.engine.progress import PlainProgress
+
+        bus.subscribe(PlainProgress())
+        return lambda: None
+
+    # ------------------------------------------------------------------ collaborators
+
+    @contextlib.asynccontextmanager
+    async def _services(self, data: Path, bus: EventBus) -> AsyncIterator[Services]:
+        from runner.devices.factory import build_devices
+        from runner.engine.framestore import FrameStore, NullFrameStore
+
+        eq = self.equipment
+        if self.opt.dry_run:
+            eq = _simulated(eq)
+        devices = build_devices(eq, self.clock, site=self.plan.site)
+        await devices.connect_all()
+        guider: Guider | None = None
+        stack = contextlib.AsyncExitStack()
+        try:
+            if eq.guider is not None:
+                guider = await stack.enter_async_context(
+                    _guider(eq, self.clock, devices.world, bus)
+                )
+            frames = (
+                NullFrameStore() if self.opt.dry_run
+                else FrameStore(data, self.plan, eq, devices.world)
+            )
+            stack.callback(frames.close)
+            slots: dict[str, int] = {}
+            if devices.filter_wheel is not None:
+                slots = {n: i for i, n in enumerate(await devices.filter_wheel.names())}
+            tz = _site_tz(self.plan)
+            visibility = _visibility_factory(self.plan, self.clock.now())
+            stacker_for = None if self.opt.dry_run else _stacker_factory(data, bus, stack)
+            from runner.stacking.detect import measure_hfr
+
+            services = Services(
+                clock=self.clock,
+                camera=devices.camera,
+                filter_wheel=devices.filter_wheel,
+                focuser=devices.focuser,
+                mount=devices.mount,
+                safety=devices.safety,
+                guider=guider,
+                frames=frames,
+                measure_hfr=(lambda _img: None) if self.opt.dry_run else measure_hfr,
+                autofocus=_autofocuser(devices, eq, self.clock, bus),
+                visibility=visibility,
+                stacker_for=stacker_for,
+                site_tz=tz,
+                filter_slots=slots,
+            )
+            yield services
+        finally:
+            await stack.aclose()
+            with contextlib.suppress(NightrunnerError):
+                await devices.disconnect_all()
+
+    # ------------------------------------------------------------------ summary
+
+    def _summary(
+        self, outcome: str, run_dir: Path, real_start: float, clock_start: float
+    ) -> dict[str, Any]:
+        ex = self.executor
+        c = ex.counters if ex else None
+        return {
+            "plan": self.plan.name,
+            "outcome": outcome,
+            "abort_reason": self.abort_reason,
+            "run_dir": str(run_dir),
+            "data_dir": str(self.opt.data_dir),
+            "real_seconds": round(time.monotonic() - real_start, 3),
+            "clock_seconds": round(self.clock.monotonic() - clock_start, 1),
+            "speed": self.clock.speed,
+            "dry_run": self.opt.dry_run,
+            "frames": {
+                "light": c.lights if c else 0,
+                "dark": c.darks if c else 0,
+                "flat": c.flats if c else 0,
+                "bias": c.biases if c else 0,
+                "skipped_on_resume": c.skipped_resume if c else 0,
+            },
+            "per_target": c.per_target if c else {},
+            "dithers": c.dithers if c else 0,
+            "dithers_skipped": c.dithers_skipped if c else 0,
+            "autofocus_runs": c.autofocus_runs if c else 0,
+            "retries": c.retries if c else 0,
+            "errors": c.errors if c else [],
+            "final_state": ex.model.state if ex else None,
+        }
+
+
+def _simulated(eq: Equipment) -> Equipment:
+    """The same rig with every device simulated (for --dry-run)."""
+    updates: dict[str, Any] = {}
+    for name in ("camera", "filter_wheel", "focuser", "mount", "safety"):
+        dev = getattr(eq, name)
+        if dev is not None:
+            updates[name] = dev.model_copy(update={"backend": "simulator"})
+    if eq.guider is not None:
+        updates["guider"] = eq.guider.model_copy(update={"backend": "simulator"})
+    return eq.model_copy(update=updates)
+
+
+def _site_tz(plan: Plan) -> Any:
+    from runner.sky.timeutil import site_timezone
+
+    return site_timezone(plan.site)
+
+
+def _visibility_factory(plan: Plan, start: datetime) -> Any:
+    from runner.sky.visibility import TargetVisibility
+
+    cache: dict[int, TargetVisibility] = {}
+
+    def get(t: Target) -> TargetVisibility:
+        v = cache.get(id(t))
+        if v is None:
+            v = cache[id(t)] = TargetVisibility(t, plan.site, start)
+        return v
+
+    return get
+
+
+def _autofocuser(devices: Any, eq: Equipment, clock: Clock, bus: EventBus) -> Any:
+    if devices.focuser is None:
+        return None
+    from runner.engine.autofocus import run_autofocus
+    from runner.stacking.detect import measure_hfr
+
+    async def autofocus(settings: Any, filter_name: str | None) -> dict[str, Any]:
+        result = await run_autofocus(
+            devices.camera, devices.focuser, clock=clock, steps=settings.steps,
+            step_size=settings.step_size or (eq.focuser.step_size if eq.focuser else 100),
+            exposure=settings.exposure, fit=settings.fit,
+            backlash=eq.focuser.backlash if eq.focuser else 0, measure_hfr=measure_hfr,
+        )
+        return result.to_dict() if hasattr(result, "to_dict") else dict(vars(result))
+
+    return autofocus
+
+
+def _stacker_factory(data: Path, bus: EventBus, stack: contextlib.AsyncExitStack) -> Any:
+    from runner.engine.stacking_link import stacker_for_target
+
+    def make(ct: CompiledTarget) -> Any:
+        return stacker_for_target(ct, data, bus, stack)
+
+    return make
+
+
+@contextlib.asynccontextmanager
+async def _guider(
+    eq: Equipment, clock: Clock, world: Any, bus: EventBus
+) -> AsyncIterator[Guider]:
+    from runner.engine.guider_link import open_guider
+
+    async with open_guider(eq, clock, world, bus) as g:
+        yield g
+
+
+def default_data_dir(eq: Equipment) -> Path:
+    if eq.data_dir:
+        return Path(os.path.expanduser(eq.data_dir))
+    return Path.cwd() / "nightrunner-data"
