@@ -66,9 +66,7 @@ def test_persists_and_re_adding_a_path_replaces_its_row(tmp_path: Path) -> None:
     with ImageIndex(tmp_path) as index:
         first = index.add(record(1, "M31", "Ha"))
     with ImageIndex(tmp_path) as index:
-        again = index.add(
-            record(1, "M31", "Ha").__class__(**{**record(1, "M31", "Ha").__dict__, "hfr": 3.5})
-        )
+        again = index.add(dataclasses.replace(record(1, "M31", "Ha"), hfr=3.5))
         assert again == first and index.count() == 1
         got = index.get("M31/Ha/light_0001.fits")
         assert got is not None and got.hfr == 3.5 and got.id == first
