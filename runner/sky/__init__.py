@@ -57,7 +57,29 @@ _EXPORTS = {
     "TargetVisibility": "visibility",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "TWILIGHT_ALTITUDE",
+    "AirmassConstraint",
+    "AltitudeConstraint",
+    "Constraint",
+    "Crossings",
+    "MoonIlluminationConstraint",
+    "MoonSeparationConstraint",
+    "NightEvents",
+    "SiteTimezoneError",
+    "SkySegment",
+    "SunAltitudeConstraint",
+    "TargetTrack",
+    "TargetVisibility",
+    "TimeWindowConstraint",
+    "configure_offline",
+    "constraints_for",
+    "dusk_at",
+    "night_events",
+    "night_of",
+    "night_start",
+    "site_timezone",
+]
 
 
 def __getattr__(name: str) -> Any:
