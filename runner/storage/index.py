@@ -144,11 +144,18 @@ class Summary:
 
 
 class ImageIndex:
-    """The SQLite index of one data directory. Thread-safe; use as a context manager."""
+    """The SQLite index of one data directory. Thread-safe; use as a context manager.
 
-    def __init__(self, data_dir: str | Path, *, filename: str = INDEX_FILENAME) -> None:
-        self.path = Path(data_dir) / filename
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    ``location`` is the data directory (the index is ``index.sqlite`` in it) or the index file
+    itself (a path ending in ``.sqlite``/``.db``); stored paths are relative to its directory.
+    """
+
+    def __init__(self, location: str | Path, *, filename: str = INDEX_FILENAME) -> None:
+        loc = Path(location)
+        is_file = loc.suffix in (".sqlite", ".db", ".sqlite3") or loc.is_file()
+        self.path = loc if is_file else loc / filename
+        self.data_dir = self.path.parent
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
@@ -193,6 +200,25 @@ class ImageIndex:
             )
             row = cur.fetchone()
         return int(row[0])
+
+    def add_frame(
+        self,
+        path: str | Path,
+        frame: Frame,
+        meta: FrameMeta | None = None,
+        *,
+        run_id: str | None = None,
+    ) -> int:
+        """Record a frame just written to ``path`` (absolute, or relative to the data dir)."""
+        p = Path(path)
+        if p.is_absolute():
+            try:
+                p = p.resolve().relative_to(self.data_dir.resolve())
+            except ValueError as exc:
+                raise ValueError(
+                    f"{path} is not inside the data directory {self.data_dir}"
+                ) from exc
+        return self.add(ImageRecord.from_frame(frame, p.as_posix(), meta, run_id=run_id))
 
     def remove(self, path: str | PurePosixPath) -> bool:
         with self._lock:

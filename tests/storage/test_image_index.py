@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from runner.devices.interfaces import Frame, GuideStats, RoiBox
 from runner.storage import INDEX_FILENAME, FrameMeta, ImageIndex, ImageRecord
@@ -99,10 +100,13 @@ def test_record_from_a_frame_and_its_metadata(tmp_path: Path) -> None:
         star_count=180,
         guiding=GuideStats(0.5, 0.4, 0.64, "arcsec", 60),
     )
-    rec = ImageRecord.from_frame(f, "NGC 7000/Ha/x.fits", meta, run_id="run-1")
-    with ImageIndex(tmp_path) as index:
-        index.add(rec)
+    with ImageIndex(tmp_path / INDEX_FILENAME) as index:  # the file itself also names it
+        index.add_frame(tmp_path / "NGC 7000" / "Ha" / "x.fits", f, meta, run_id="run-1")
         (got,) = index.query(target="NGC 7000", run_id="run-1")
+        with pytest.raises(ValueError, match="not inside"):
+            index.add_frame(tmp_path.parent / "elsewhere.fits", f, meta)
+    expected = ImageRecord.from_frame(f, "NGC 7000/Ha/x.fits", meta, run_id="run-1")
+    assert got == dataclasses.replace(expected, id=got.id), "every field survives the round trip"
     assert (got.width, got.height, got.binning, got.gain, got.offset) == (320, 240, 2, 100, 20)
     assert (got.ccd_temp, got.set_temp, got.focus_position, got.focus_temp) == (
         -10.1,
