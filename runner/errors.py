@@ -13,6 +13,7 @@ most specific class here, so callers handle *our* errors and never a library's::
     │   ├── SettleFailed          settling did not complete (timeout, star lost, stopped)
     │   └── GuiderConnectionError the event-server connection dropped or cannot be opened
     ├── StackingError             a frame could not be calibrated, registered or accumulated
+    │   └── RegistrationError     a frame's stars could not be matched to the reference
     ├── RunAborted                an abort was requested (RPC, CLI, signal, unsafe weather)
     └── RunLockedError            another run holds the data directory
 """
@@ -62,6 +63,10 @@ class GuiderConnectionError(GuiderError):
 
 class StackingError(NightrunnerError):
     """A frame could not be processed by the stacker."""
+
+
+class RegistrationError(StackingError):
+    """A frame's stars could not be matched to the reference (too few, clouds, other field)."""
 
 
 class RunAborted(NightrunnerError):

@@ -5,6 +5,7 @@ The engine uses :class:`LiveStacker` (``submit()`` never blocks) and :func:`meas
 See docs/stacking.md for the pipeline and its measured choices.
 """
 
+from runner.errors import RegistrationError, StackingError
 from runner.stacking.accumulate import MeanStack, SigmaClipStack
 from runner.stacking.calibrate import CalibrationLibrary, CalibrationSet, Calibrator, Master
 from runner.stacking.detect import Stars, detect_stars, measure_hfr
@@ -12,7 +13,7 @@ from runner.stacking.fitsio import FrameMeta, read_frame
 from runner.stacking.live import LiveStacker
 from runner.stacking.output import StackPaths
 from runner.stacking.pipeline import FrameResult, Stacker, StackSettings
-from runner.stacking.register import Registration, RegistrationError, find_transform
+from runner.stacking.register import Registration, find_transform
 from runner.stacking.replay import replay
 from runner.stacking.stretch import StretchParams, histogram, stretch
 
@@ -31,6 +32,7 @@ __all__ = [
     "StackPaths",
     "StackSettings",
     "Stacker",
+    "StackingError",
     "Stars",
     "StretchParams",
     "detect_stars",

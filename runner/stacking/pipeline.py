@@ -20,14 +20,13 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from runner.errors import StackingError
+from runner.errors import RegistrationError, StackingError
 from runner.stacking.accumulate import MeanStack, SigmaClipStack, make_accumulator
 from runner.stacking.calibrate import CalibrationSet, Calibrator
 from runner.stacking.debayer import debayer, luminance, normalize_pattern
 from runner.stacking.fitsio import FrameMeta
 from runner.stacking.register import (
     Registration,
-    RegistrationError,
     RegStars,
     TransformModel,
     find_transform,

@@ -30,16 +30,12 @@ import numpy as np
 import numpy.typing as npt
 import sep
 
-from runner.errors import StackingError
+from runner.errors import RegistrationError, StackingError
 
 FloatArray = npt.NDArray[np.float64]
 F32 = npt.NDArray[np.float32]
 
 TransformModel = Literal["similarity", "affine"]
-
-
-class RegistrationError(StackingError):
-    """The frame's stars could not be matched to the reference (too few, clouds, wrong field)."""
 
 
 # --------------------------------------------------------------------------- star positions
