@@ -10,13 +10,10 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
 import typer
 
-if TYPE_CHECKING:
-    from runner.plan.diagnostics import Diagnostic
-    from runner.plan.loader import LoadResult
 
 app = typer.Typer(
     name="nightrunner",
@@ -54,34 +51,9 @@ def validate(
     ] = None,
 ) -> None:
     """Check plans without touching any device: exit 0 when all are valid, 1 otherwise."""
-    from runner.plan.diagnostics import has_errors, sort_key, to_json
-    from runner.plan.loader import load_plan
+    from runner.validate_cmd import check_plans
 
-    everything = []
-    failed = False
-    for path in plans:
-        result = load_plan(path, equipment=equipment)
-        diags = list(result.diagnostics)
-        if sky and result.ok:
-            diags += _sky_diagnostics(result, date)
-        everything += sorted(diags, key=sort_key)
-        failed = failed or has_errors(diags) or result.plan is None
-    if output_format is OutputFormat.json:
-        typer.echo(to_json(everything))
-    else:
-        for d in everything:
-            typer.echo(d.format(), err=False)
-    raise typer.Exit(1 if failed else 0)
-
-
-def _sky_diagnostics(result: LoadResult, date: str | None) -> list[Diagnostic]:
-    import importlib
-
-    estimate = importlib.import_module("runner.estimate")
-    diags: list[Diagnostic] = estimate.sky_diagnostics(
-        result.plan, result.equipment, result.positions, date
-    )
-    return diags
+    raise typer.Exit(check_plans(plans, equipment, output_format.value, sky, date))
 
 
 @app.command()
@@ -116,6 +88,74 @@ def schema(
         typer.echo(schema_text("plan" if kind is SchemaKind.plan else "equipment"), nl=False)
 
 
+@app.command()
+def run(
+    plan: Annotated[Path, typer.Argument(help="The plan to run.")],
+    equipment: Annotated[
+        Path | None, typer.Option(help="Equipment profile overriding the plan's own.")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Where frames, index, journal and logs go.")
+    ] = None,
+    speed: Annotated[
+        float | None,
+        typer.Option(min=0.001, help="Time acceleration of the simulated clock (simulators)."),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the interrupted run of this plan.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Walk the plan on simulators; write no frames.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a machine-readable summary at the end.")
+    ] = False,
+    progress: Annotated[
+        str, typer.Option(help="auto | rich | plain | none (auto: rich on a terminal).")
+    ] = "auto",
+) -> None:
+    """Run a plan: startup, targets, and the safe shutdown — always."""
+    import asyncio
+    import json
+
+    from runner.errors import RunLockedError
+    from runner.plan.loader import load_plan
+
+    if progress not in ("auto", "rich", "plain", "none"):
+        raise typer.BadParameter("must be auto, rich, plain or none", param_hint="--progress")
+    result = load_plan(plan, equipment=equipment)
+    for d in result.diagnostics:
+        typer.echo(d.format(), err=True)
+    if not result.ok or result.plan is None or result.equipment is None:
+        raise typer.Exit(1)
+    from runner.engine.run import Run, RunOptions, default_data_dir
+
+    options = RunOptions(
+        data_dir=data_dir or default_data_dir(result.equipment),
+        speed=speed,
+        resume=resume,
+        dry_run=dry_run,
+        progress="none" if as_json and progress == "auto" else progress,
+        plan_text=plan.read_bytes(),
+        plan_path=plan,
+    )
+    runner_ = Run(result.plan, result.equipment, options)
+    try:
+        outcome = asyncio.run(runner_.execute())
+    except RunLockedError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(outcome.summary, indent=2, default=str))
+    else:
+        s = outcome.summary
+        typer.echo(
+            f"{s['outcome']}: {s['frames']['light']} light frames, "
+            f"{len(s['errors'])} errors; run directory {outcome.run_dir}"
+        )
+    raise typer.Exit(outcome.exit_code)
+
+
 def _project_root() -> Path:
     here = Path(__file__).resolve().parent.parent
     if (here / "pyproject.toml").is_file():
@@ -124,7 +164,7 @@ def _project_root() -> Path:
 
 
 def main() -> None:
-    """Console entry point."""
+    """Typer entry point (``runner.entry`` decides whether it is needed)."""
     try:
         app()
     except KeyboardInterrupt:

@@ -10,6 +10,7 @@ fi
 stamp=.venv/.nightrunner-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e ".[dev]"
+  # compat mode: a plain .pth path entry, no import hook on every cold start
+  .venv/bin/python -m pip install --quiet -e ".[dev]" --config-settings editable_mode=compat
   touch "$stamp"
 fi

@@ -81,9 +81,12 @@ class Visibility(Protocol):
 
 
 class FrameSink(Protocol):
-    """Writes a frame to disk (atomically) and indexes it; returns the final path."""
+    """Names frames, writes them to disk atomically and indexes them."""
 
-    async def save(self, frame: Frame, meta: dict[str, Any]) -> Path: ...
+    def allocate(self, frame: Frame, meta: dict[str, Any]) -> Path: ...
+
+    async def save(self, frame: Frame, meta: dict[str, Any], path: Path | None = None) -> Path:
+        ...
 
 
 class StackSink(Protocol):
@@ -574,7 +577,10 @@ class Executor:
         if light:
             hfr = await asyncio.to_thread(s.measure_hfr, frame.data)
         meta = await self._frame_meta(frame, stats, hfr, subdir)
-        path = await s.frames.save(frame, meta)
+        target_path = s.frames.allocate(frame, meta)
+        # intent first: --resume removes a file that was written but never journalled
+        self.journal.record("writing", key=key, path=str(target_path))
+        path = await s.frames.save(frame, meta, target_path)
         # the journal is written only after the file is in place
         if light:
             trig.light_frame_done(self.state, hfr)

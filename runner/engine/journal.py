@@ -28,6 +28,7 @@ class ResumeState:
 
     run_id: str
     frames: dict[str, str] = field(default_factory=dict)  # frame key → file path
+    intents: dict[str, str] = field(default_factory=dict)  # frame key → path being written
     iterations: set[str] = field(default_factory=set)  # loop iteration keys completed
     targets_done: set[str] = field(default_factory=set)
     trigger_state: dict[str, Any] | None = None
@@ -77,8 +78,11 @@ def resume_state(path: Path) -> ResumeState:
     state = ResumeState(run_id=path.parent.name)
     for e in entries:
         t = e.get("type")
-        if t == "frame":
+        if t == "writing":
+            state.intents[e["key"]] = e["path"]
+        elif t == "frame":
             state.frames[e["key"]] = e["path"]
+            state.intents.pop(e["key"], None)
             state.trigger_state = e.get("triggers", state.trigger_state)
         elif t == "iteration_done":
             state.iterations.add(e["key"])
@@ -91,3 +95,16 @@ def resume_state(path: Path) -> ResumeState:
         elif t == "run_end":
             state.finished = True
     return state
+
+
+def remove_orphans(state: ResumeState) -> list[str]:
+    """Delete files that were renamed into place but never journalled (a crash between the
+    two): the frame is retaken, so keeping the file would duplicate it."""
+    removed = []
+    for path in state.intents.values():
+        p = Path(path)
+        if p.is_file():
+            p.unlink()
+            removed.append(path)
+    state.intents.clear()
+    return removed

@@ -26,7 +26,13 @@ from runner.devices.interfaces import Guider
 from runner.engine.compiler import CompiledTarget, Program, compile_plan
 from runner.engine.events import EventBus
 from runner.engine.executor import Executor, FatalRunError, Services
-from runner.engine.journal import Journal, ResumeState, plan_digest, resume_state
+from runner.engine.journal import (
+    Journal,
+    ResumeState,
+    plan_digest,
+    remove_orphans,
+    resume_state,
+)
 from runner.engine.lock import DataDirLock
 from runner.errors import NightrunnerError, RunAborted
 from runner.plan.equipment import Equipment
@@ -153,10 +159,12 @@ class Run:
         resume: ResumeState | None = None
         run_dir: Path | None = None
         resumed_note = None
+        orphans: list[str] = []
         if self.opt.resume:
             run_dir = _find_resumable(runs, digest)
             if run_dir is not None:
                 resume = resume_state(run_dir / "journal.jsonl")
+                orphans = remove_orphans(resume)
             else:
                 resumed_note = "nothing to resume for this plan: starting a fresh run"
         if run_dir is None:
@@ -179,7 +187,7 @@ class Run:
         if resumed_note:
             bus.emit("warning", message=resumed_note)
         if resume is not None:
-            bus.emit("resume", run=run_dir.name, frames=len(resume.frames))
+            bus.emit("resume", run=run_dir.name, frames=len(resume.frames), orphans=orphans)
         journal.record("run_start", resume=resume is not None, speed=self.clock.speed)
         real_start = time.monotonic()
         clock_start = self.clock.monotonic()
@@ -191,6 +199,10 @@ class Run:
                 outcome = await self._drive(bus)
         except NightrunnerError as exc:
             bus.emit("error", message=f"run could not start: {exc}")
+            outcome = "failed"
+        except Exception as exc:  # a bug: logged with its traceback, reported in one line
+            log.exception("run failed unexpectedly")
+            bus.emit("error", message=f"internal error: {type(exc).__name__}: {exc}")
             outcome = "failed"
         finally:
             journal.record("run_end", outcome=outcome) if outcome == "completed" else \
@@ -403,10 +415,11 @@ def _visibility_factory(plan: Plan, start: datetime) -> Any:
 def _autofocuser(devices: Any, eq: Equipment, clock: Clock, bus: EventBus) -> Any:
     if devices.focuser is None:
         return None
-    from runner.engine.autofocus import run_autofocus
-    from runner.stacking.detect import measure_hfr
 
     async def autofocus(settings: Any, filter_name: str | None) -> dict[str, Any]:
+        from runner.engine.autofocus import run_autofocus
+        from runner.stacking.detect import measure_hfr
+
         result = await run_autofocus(
             devices.camera, devices.focuser, clock=clock, steps=settings.steps,
             step_size=settings.step_size or (eq.focuser.step_size if eq.focuser else 100),
@@ -419,9 +432,9 @@ def _autofocuser(devices: Any, eq: Equipment, clock: Clock, bus: EventBus) -> An
 
 
 def _stacker_factory(data: Path, bus: EventBus, stack: contextlib.AsyncExitStack) -> Any:
-    from runner.engine.stacking_link import stacker_for_target
-
     def make(ct: CompiledTarget) -> Any:
+        from runner.engine.stacking_link import stacker_for_target
+
         return stacker_for_target(ct, data, bus, stack)
 
     return make

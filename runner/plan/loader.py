@@ -15,7 +15,6 @@ from pydantic import ValidationError
 
 from runner.plan.diagnostics import Diagnostic, Mark, Severity, has_errors
 from runner.plan.equipment import Equipment
-from runner.plan.errors_map import diagnostics_from
 from runner.plan.models import IncludedPlan, Plan
 from runner.plan.yamlsource import Positions, read_yaml
 
@@ -82,6 +81,8 @@ def _merge_includes(
         try:
             IncludedPlan.model_validate(doc.data)
         except ValidationError as exc:
+            from runner.plan.errors_map import diagnostics_from
+
             diags.extend(diagnostics_from(exc, doc.data, doc.positions, root_model=IncludedPlan))
             continue
         _merge_includes(doc.data, doc.positions, target, inc_shown, (*stack, target), diags)
@@ -129,6 +130,8 @@ def load_equipment(path: Path) -> tuple[Equipment | None, list[Diagnostic]]:
     try:
         eq = Equipment.model_validate(doc.data)
     except ValidationError as exc:
+        from runner.plan.errors_map import diagnostics_from
+
         return None, doc.diagnostics + diagnostics_from(
             exc, doc.data, doc.positions, root_model=Equipment
         )
@@ -155,6 +158,8 @@ def load_plan(
     try:
         plan = Plan.model_validate(doc.data)
     except ValidationError as exc:
+        from runner.plan.errors_map import diagnostics_from
+
         result.diagnostics.extend(diagnostics_from(exc, doc.data, doc.positions))
         return result
     # equipment
