@@ -313,6 +313,11 @@ class CalibrationLibrary:
         if master_id is None:
             parts = [kind, self._describe(kind, settings), f"{now:%Y%m%d_%H%M%S}"]
             master_id = _slug("_".join(p for p in parts if p))
+            taken = {m.id for m in self.masters()}
+            base, k = master_id, 1
+            while master_id in taken:
+                k += 1
+                master_id = f"{base}_{k}"
         rel = f"{_slug(master_id)}.fits"
         header = fits.Header()
         header["IMAGETYP"] = f"Master {kind.capitalize()}"
