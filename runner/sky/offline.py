@@ -58,7 +58,8 @@ def configure_offline() -> None:
 @contextmanager
 def quiet() -> Iterator[None]:
     """Hold the astropy lock and hide the harmless far-future precision warnings."""
-    from astropy.utils.exceptions import AstropyWarning, ErfaWarning
+    from astropy.utils.exceptions import AstropyWarning
+    from erfa import ErfaWarning  # type: ignore[import-untyped]
 
     with ASTROPY_LOCK, warnings.catch_warnings():
         warnings.filterwarnings(
