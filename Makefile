@@ -10,8 +10,8 @@ install:
 	bash scripts/setup.sh
 
 demo: install
-	$(VENV)/bin/nightrunner validate plans/m31-m42-lrgb.yaml
-	$(VENV)/bin/nightrunner schema plan > /dev/null
+	$(VENV)/bin/nightrunner validate plans/demo.yaml
+	$(VENV)/bin/nightrunner run plans/demo.yaml --speed 60 --data-dir $(DATA) --progress plain
 
 lint:
 	$(VENV)/bin/ruff check runner tests benchmarks

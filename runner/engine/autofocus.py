@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, NoReturn
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 
@@ -51,11 +52,12 @@ class AutofocusResult:
     fit: str
     start_position: int
     positions: list[int] = field(default_factory=list)  # in the order sampled
-    hfrs: list[float | None] = field(default_factory=list)  # px; None: no stars measured
+    #: px, of the hot-pixel-filtered frames (a little wider than raw); None: no stars measured
+    hfrs: list[float | None] = field(default_factory=list)
     best_position: int | None = None  # fitted minimum
     r2: float | None = None  # of the fit, on HFR
     final_position: int | None = None  # where the focuser was left
-    final_hfr: float | None = None
+    final_hfr: float | None = None  # px, unfiltered: the baseline for HFR triggers
     temperature: float | None = None  # focuser probe at the start, °C
     duration: float = 0.0  # clock seconds
     reason: str | None = None  # why it failed
@@ -118,8 +120,10 @@ class _Run:
         exposure: float,
         measure_hfr: HfrMeasure,
         move_timeout: float,
+        hot_pixel_filter: bool,
     ) -> None:
         self.camera, self.focuser, self.clock = camera, focuser, clock
+        self.hot_pixel_filter = hot_pixel_filter
         self.backlash = backlash
         self.exposure = exposure
         self.measure = measure_hfr
@@ -146,7 +150,13 @@ class _Run:
             await self._move(target)
         self.outward = True
 
-    async def hfr(self) -> float | None:
+    def _measure(self, data: npt.NDArray[np.uint16], filtered: bool) -> float | None:
+        if filtered and self.hot_pixel_filter:
+            smooth = np.asarray(cv2.medianBlur(np.ascontiguousarray(data), 3), dtype=np.uint16)
+            return self.measure(smooth)
+        return self.measure(data)
+
+    async def hfr(self, *, filtered: bool = True) -> float | None:
         await self.camera.start_exposure(self.exposure, "light")
         deadline = self.clock.monotonic() + self.exposure + DOWNLOAD_ALLOWANCE
         while True:
@@ -160,7 +170,7 @@ class _Run:
                 raise DeviceTimeout("autofocus exposure did not complete")
             await self.clock.sleep(min(POLL, max(self.exposure / 10, 0.01)))
         frame = await self.camera.exposure_result()
-        value = await asyncio.to_thread(self.measure, frame.data)
+        value = await asyncio.to_thread(self._measure, frame.data, filtered)
         return None if value is None or not math.isfinite(value) else float(value)
 
 
@@ -178,13 +188,18 @@ async def run_autofocus(
     max_rounds: int = 3,
     move_timeout: float = 120.0,
     min_r2: float = MIN_R2,
+    hot_pixel_filter: bool = True,
 ) -> AutofocusResult:
     """Run a V-curve autofocus and leave the focuser at the best position.
 
     ``steps`` positions ``step_size`` focuser steps apart are sampled around the current one;
     ``backlash`` (steps) is the overshoot used to arrive at every position from the same side.
     ``measure_hfr`` takes a frame's pixels and returns the median HFR in px (default:
-    ``runner.stacking.detect.measure_hfr``); it runs in a worker thread.
+    ``runner.stacking.detect.measure_hfr``); it runs in a worker thread. With
+    ``hot_pixel_filter`` the frame is 3×3 median-filtered first: far from focus the stars are
+    faint smudges and single hot pixels would otherwise be "stars" of HFR ≈ 0 that drag the
+    median down (the filter widens every star a little, the same at every position, so the
+    minimum does not move).
 
     Raises:
         AutofocusFailed: no usable V-curve (the focuser is back where it started).
@@ -201,7 +216,16 @@ async def run_autofocus(
 
         measure_hfr = default_measure
     t0 = clock.monotonic()
-    run = _Run(camera, focuser, clock, max(0, backlash), exposure, measure_hfr, move_timeout)
+    run = _Run(
+        camera,
+        focuser,
+        clock,
+        max(0, backlash),
+        exposure,
+        measure_hfr,
+        move_timeout,
+        hot_pixel_filter,
+    )
     run.hi = await focuser.max_position()
     start = await focuser.position()
     result = AutofocusResult(ok=False, fit=fit, start_position=start)
@@ -268,7 +292,7 @@ async def run_autofocus(
     result.best_position = best
     await run.approach(best)
     result.final_position = await focuser.position()
-    result.final_hfr = await run.hfr()
+    result.final_hfr = await run.hfr(filtered=False)  # comparable with the lights' HFR
     result.ok = True
     result.duration = clock.monotonic() - t0
     return result

@@ -93,6 +93,14 @@ class StackSink(Protocol):
     def submit(self, path: Path) -> bool: ...
 
 
+class Stacking(Protocol):
+    """Per-target live stacks (runner.engine.stacking_link)."""
+
+    def begin(self, ct: CompiledTarget) -> StackSink | None: ...
+
+    async def end(self) -> dict[str, Any] | None: ...
+
+
 class Autofocuser(Protocol):
     async def __call__(self, settings: FocusAuto, filter_name: str | None) -> dict[str, Any]: ...
 
@@ -110,7 +118,7 @@ class Services:
     measure_hfr: Callable[[npt.NDArray[np.uint16]], float | None]
     autofocus: Autofocuser | None
     visibility: Callable[[Target], Visibility] | None
-    stacker_for: Callable[[CompiledTarget], StackSink | None] | None = None
+    stacking: Stacking | None = None
     site_tz: tzinfo | None = None
     filter_slots: dict[str, int] = field(default_factory=dict)
 
@@ -254,13 +262,16 @@ class Executor:
         self.counters.per_target.setdefault(t.name, {})
         try:
             await self._wait_for_constraints(ct)
-            self.stack = self.s.stacker_for(ct) if (self.s.stacker_for and t.stack) else None
+            if self.s.stacking is not None and t.stack is not None:
+                self.stack = self.s.stacking.begin(ct)
             await self._run_nodes(ct.body, Scope(ct))
         except SkipTarget as exc:
             self.bus.emit("target_end", target=t.name, status="skipped", reason=exc.reason)
             return
         finally:
             self.stack = None
+            if self.s.stacking is not None:
+                await asyncio.shield(self.s.stacking.end())
         self.journal.record("target_done", key=ct.id)
         self.bus.emit("target_end", target=t.name, status="completed")
 
@@ -512,10 +523,13 @@ class Executor:
                                if self.p.equipment.mount else 300)
             self.bus.emit("parked")
         elif isinstance(step, StackStep):
+            if s.stacking is None or self.target is None:
+                return
             if step.stack == "off":
                 self.stack = None
-            elif self.target is not None and s.stacker_for is not None:
-                self.stack = s.stacker_for(self.target)
+                await s.stacking.end()
+            else:
+                self.stack = s.stacking.begin(self.target)
         elif isinstance(step, CalibrationStep):
             await self._calibration(leaf, step, scope)
         else:  # pragma: no cover - the compiler only emits known kinds
@@ -650,8 +664,8 @@ class Executor:
         await self._triggers(scope)
 
     async def _pause_gate(self) -> None:
-        if not self.pause_requested:
-            return
+        if not self.pause_requested or self.model.state != "imaging:expose":
+            return  # pause takes effect between exposures of the imaging phase
         self._fire("pause")
         self.bus.emit("paused")
         await self._resumed.wait()
@@ -681,14 +695,14 @@ class Executor:
             try:
                 await self._autofocus(tr.autofocus.settings)
             finally:
-                self._fire("step_done")
+                self._fire("gap_done")
         if due.dither and tr.dither is not None:
             d = tr.dither
             self._fire("begin_trigger_dither")
             try:
                 await self._dither(d.amount, d.ra_only, d.settle, d.on_settle_failure)
             finally:
-                self._fire("step_done")
+                self._fire("gap_done")
 
     # ------------------------------------------------------------------ guiding
 
@@ -767,7 +781,7 @@ class Executor:
                     raise SkipTarget("guide star lost and guiding could not be restored")
                 raise FatalRunError("guide star lost and guiding could not be restored")
             finally:
-                self._fire("step_done")
+                self._fire("gap_done")
         gate = tr.guiding_rms
         if gate is not None:
             deadline = self.s.clock.monotonic() + gate.wait
@@ -880,7 +894,7 @@ class Executor:
             try:
                 await self._slew(SlewStep.model_validate({"slew": {}}), Scope(ct))
             finally:
-                self._fire("step_done")
+                self._fire("gap_done")
 
     async def _wait(self, step: WaitStep, scope: Scope) -> None:
         s = self.s

@@ -26,13 +26,9 @@ class FrameStore:
         self.plan = plan
         self.eq = equipment
         self._seq: dict[tuple[str, ...], int] = {}
-        self._index: Any = None
-        try:
-            from runner.storage.index import ImageIndex
-        except ImportError:  # pragma: no cover - index module is part of the package
-            ImageIndex = None  # noqa: N806
-        if ImageIndex is not None:
-            self._index = ImageIndex(data_dir / "index.sqlite")
+        from runner.storage.index import ImageIndex
+
+        self._index = ImageIndex(data_dir)
         from runner.sky.timeutil import site_timezone
 
         self.tz = site_timezone(plan.site)

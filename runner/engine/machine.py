@@ -17,12 +17,10 @@ from transitions import Machine, MachineError
 from runner.plan.models import STEP_KINDS
 
 PHASES_WITH_STEPS = ("startup", "imaging", "shutdown")
-ACTIONS = tuple(k for k in STEP_KINDS if k not in ("use", "repeat", "each_filter")) + (
-    "trigger_dither",
-    "trigger_autofocus",
-    "meridian_flip",
-    "recover_guiding",
-)
+STEP_ACTIONS = tuple(k for k in STEP_KINDS if k not in ("use", "repeat", "each_filter"))
+#: What runs in the gap between two light frames of an ``expose`` step.
+GAP_ACTIONS = ("trigger_dither", "trigger_autofocus", "meridian_flip", "recover_guiding")
+ACTIONS = STEP_ACTIONS + GAP_ACTIONS
 FINAL = ("completed", "failed", "aborted")
 
 STATES: list[str] = [
@@ -40,20 +38,29 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "begin_startup", "source": "idle", "dest": "startup"},
     {"trigger": "begin_target", "source": ["startup", "imaging", "waiting"], "dest": "imaging"},
     {"trigger": "wait_constraints", "source": ["startup", "imaging"], "dest": "waiting"},
-    {"trigger": "pause", "source": "imaging", "dest": "paused"},
-    {"trigger": "resume", "source": "paused", "dest": "imaging"},
+    {"trigger": "pause", "source": "imaging:expose", "dest": "paused"},
+    {"trigger": "resume", "source": "paused", "dest": "imaging:expose"},
     {"trigger": "begin_shutdown", "source": _LIVE, "dest": "shutdown"},
     {"trigger": "finish", "source": "shutdown", "dest": "completed"},
     {"trigger": "fail", "source": "shutdown", "dest": "failed"},
     {"trigger": "aborted", "source": "shutdown", "dest": "aborted"},
 ]
 for _phase in PHASES_WITH_STEPS:
-    for _action in ACTIONS:
+    for _action in STEP_ACTIONS:
         TRANSITIONS.append(
             {"trigger": f"begin_{_action}", "source": _phase, "dest": f"{_phase}:{_action}"}
         )
+    for _action in GAP_ACTIONS:
+        TRANSITIONS.append(
+            {"trigger": f"begin_{_action}", "source": f"{_phase}:expose",
+             "dest": f"{_phase}:{_action}"}
+        )
+        TRANSITIONS.append(
+            {"trigger": "gap_done", "source": f"{_phase}:{_action}", "dest": f"{_phase}:expose"}
+        )
     TRANSITIONS.append(
-        {"trigger": "step_done", "source": [f"{_phase}:{a}" for a in ACTIONS], "dest": _phase}
+        {"trigger": "step_done", "source": [f"{_phase}:{a}" for a in STEP_ACTIONS],
+         "dest": _phase}
     )
 
 

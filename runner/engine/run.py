@@ -23,7 +23,7 @@ from typing import Any
 
 from runner.clock import Clock, ScaledClock
 from runner.devices.interfaces import Guider
-from runner.engine.compiler import CompiledTarget, Program, compile_plan
+from runner.engine.compiler import Program, compile_plan
 from runner.engine.events import EventBus
 from runner.engine.executor import Executor, FatalRunError, Services
 from runner.engine.journal import (
@@ -321,7 +321,12 @@ class Run:
                 slots = {n: i for i, n in enumerate(await devices.filter_wheel.names())}
             tz = _site_tz(self.plan)
             visibility = _visibility_factory(self.plan, self.clock.now())
-            stacker_for = None if self.opt.dry_run else _stacker_factory(data, bus, stack)
+            stacking = None
+            if not self.opt.dry_run and any(t.stack for t in self.plan.targets):
+                from runner.engine.stacking_link import StackingLink
+
+                stacking = StackingLink(data, bus)
+                stack.push_async_callback(stacking.close)
             from runner.stacking.detect import measure_hfr
 
             services = Services(
@@ -336,7 +341,7 @@ class Run:
                 measure_hfr=(lambda _img: None) if self.opt.dry_run else measure_hfr,
                 autofocus=_autofocuser(devices, eq, self.clock, bus),
                 visibility=visibility,
-                stacker_for=stacker_for,
+                stacking=stacking,
                 site_tz=tz,
                 filter_slots=slots,
             )
@@ -429,15 +434,6 @@ def _autofocuser(devices: Any, eq: Equipment, clock: Clock, bus: EventBus) -> An
         return result.to_dict() if hasattr(result, "to_dict") else dict(vars(result))
 
     return autofocus
-
-
-def _stacker_factory(data: Path, bus: EventBus, stack: contextlib.AsyncExitStack) -> Any:
-    def make(ct: CompiledTarget) -> Any:
-        from runner.engine.stacking_link import stacker_for_target
-
-        return stacker_for_target(ct, data, bus, stack)
-
-    return make
 
 
 @contextlib.asynccontextmanager

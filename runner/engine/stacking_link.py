@@ -1,0 +1,74 @@
+"""Live stacking beside acquisition: one ``LiveStacker`` per run, one stack per target.
+
+``submit`` never blocks the exposure loop (the stacker drops and counts frames it cannot keep
+up with); the stack of a target is saved when the target ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from runner.engine.compiler import CompiledTarget
+from runner.engine.events import EventBus
+from runner.errors import StackingError
+
+
+class StackingLink:
+    def __init__(self, data_dir: Path, bus: EventBus) -> None:
+        from runner.stacking.live import LiveStacker
+
+        self.stacker = LiveStacker(data_dir)
+        self.bus = bus
+        self.active: str | None = None
+
+    def begin(self, ct: CompiledTarget) -> StackingLink | None:
+        opts = ct.target.stack
+        if opts is None:
+            return None
+        if self.active is not None:
+            return self
+        try:
+            self.active = self.stacker.start(
+                ct.target.name,
+                calibration=opts.calibration,
+                field_rotation=opts.field_rotation,
+                flip=opts.flip,
+                auto_stretch=opts.auto_stretch,
+                align=opts.align == "stars",
+                reject=opts.reject == "sigma",
+                kappa=opts.kappa,
+            )
+        except StackingError as exc:
+            self.bus.emit("warning", message=f"live stacking not started: {exc}")
+            return None
+        self.bus.emit("stack_start", target=ct.target.name, stacking_id=self.active)
+        return self
+
+    def submit(self, path: Path) -> bool:
+        return bool(self.stacker.submit(path))
+
+    async def end(self) -> dict[str, Any] | None:
+        if self.active is None:
+            return None
+        stacking_id, self.active = self.active, None
+        try:
+            paths = await self.stacker.save_async()
+        except StackingError as exc:
+            self.bus.emit("warning", message=f"stack {stacking_id} not saved: {exc}")
+            return None
+        status = self.stacker.status()
+        self.bus.emit("stack_saved", stacking_id=stacking_id, status=status,
+                      paths={k: str(v) for k, v in vars(paths).items()}
+                      if hasattr(paths, "__dict__") else str(paths))
+        return status
+
+    async def close(self) -> None:
+        if self.active is not None:
+            await self.end()
+        closer = getattr(self.stacker, "close", None)
+        if closer is not None:
+            result = closer()
+            if asyncio.iscoroutine(result):
+                await result
