@@ -123,13 +123,14 @@ def read_frame(path: str | Path) -> tuple[npt.NDArray[np.generic], FrameMeta]:
     """Pixels (native byte order, as stored: uint16 stays uint16) and header facts."""
     p = Path(path)
     try:
-        with fits.open(p, memmap=False) as hdul:
+        # Our own file handle, so that a corrupt file is closed even when astropy gives up.
+        with p.open("rb") as fh, fits.open(fh, memmap=False) as hdul:
             hdu = _image_hdu(hdul, p)
-            data = np.asarray(hdu.data)
+            data = np.array(hdu.data)
             meta = meta_from_header(hdu.header, data.shape)
     except StackingError:
         raise
-    except (OSError, ValueError, TypeError) as exc:
+    except (OSError, ValueError, TypeError, IndexError) as exc:
         raise StackingError(f"cannot read {p}: {exc}") from exc
     if data.ndim == 3 and data.shape[0] == 3:  # colour FITS cube (3, H, W) → (H, W, 3)
         data = np.moveaxis(data, 0, -1)
@@ -141,12 +142,12 @@ def read_frame(path: str | Path) -> tuple[npt.NDArray[np.generic], FrameMeta]:
 def read_meta(path: str | Path) -> FrameMeta:
     p = Path(path)
     try:
-        with fits.open(p, memmap=False) as hdul:
+        with p.open("rb") as fh, fits.open(fh, memmap=False) as hdul:
             hdu = _image_hdu(hdul, p)
             return meta_from_header(hdu.header, tuple(hdu.shape))
     except StackingError:
         raise
-    except (OSError, ValueError, TypeError) as exc:
+    except (OSError, ValueError, TypeError, IndexError) as exc:
         raise StackingError(f"cannot read {p}: {exc}") from exc
 
 
