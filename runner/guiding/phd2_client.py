@@ -288,12 +288,13 @@ class PHD2Client:
             raise GuiderConnectionError(
                 f"{self.host}:{self.port} accepted the connection but sent no PHD2 AppState"
             ) from exc
-        self._connected.set()
-        log.info("connected to PHD2 %s at %s:%s (%s)", self.version, self.host, self.port,
-                 self._app_state)
+        # Facts other calls depend on, fetched before anyone sees the connection as up.
         if not self._pixel_scale_given:
             self.pixel_scale_arcsec = await self.get_pixel_scale()
         await self.get_exposure_s()
+        self._connected.set()
+        log.info("connected to PHD2 %s at %s:%s (%s)", self.version, self.host, self.port,
+                 self._app_state)
 
     async def _read_loop(self, reader: asyncio.StreamReader, gen: int) -> None:
         error: BaseException | None = None

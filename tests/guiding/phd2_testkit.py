@@ -201,6 +201,7 @@ class ScriptedServer:
         self._server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.errors: list[BaseException] = []
+        self.peers: list[Peer] = []
         self.done = asyncio.Event()
 
     async def __aenter__(self) -> ScriptedServer:
@@ -219,6 +220,10 @@ class ScriptedServer:
                 await t
         self.check()
 
+    def requests(self) -> list[Msg]:
+        """Every request the client sent, over all connections."""
+        return [r for p in self.peers for r in p.requests]
+
     def check(self) -> None:
         if self.errors:
             raise self.errors[0]
@@ -230,6 +235,7 @@ class ScriptedServer:
             writer.close()
             return
         peer = Peer(reader, writer)
+        self.peers.append(peer)
         task = asyncio.current_task()
         assert task is not None
         self._tasks.append(task)
