@@ -32,6 +32,8 @@ from runner.errors import DeviceDisconnected, DeviceError, DeviceTimeout
 CONNECT_TIMEOUT = 30.0
 #: How long a setting waits for an answer carrying the values sent, after an Ok without, s.
 ADJUST_GRACE = 0.5
+#: Once one device is defined, how long a named device may take to appear, s.
+NAMED_DEVICE_GRACE = 3.0
 #: Once one device is defined, how long to wait for the rest when choosing by interface, s.
 DISCOVERY_GRACE = 0.5
 
@@ -131,21 +133,21 @@ class IndiDevice(Device):
 
     async def _resolve(self) -> str:
         server = self.server
-        if self.name:
-            name = self.name
-            try:
-                await server.wait_until(
-                    lambda: name in server.devices(), f"{self.label}: discovery", CONNECT_TIMEOUT
-                )
-            except DeviceError as exc:
-                raise DeviceDisconnected(
-                    f"no INDI device '{name}' on {server.address} "
-                    f"(devices: {', '.join(server.devices()) or 'none'})"
-                ) from exc
-            return name
         await server.wait_until(
             lambda: bool(server.devices()), f"{self.label}: discovery", CONNECT_TIMEOUT
         )
+        if self.name:
+            name = self.name
+            # Definitions of all devices arrive together after connecting; a name still
+            # missing after a grace period is not on this server.
+            with contextlib.suppress(DeviceTimeout):
+                await server.wait_until(lambda: name in server.devices(), "", NAMED_DEVICE_GRACE)
+            if name not in server.devices():
+                raise DeviceDisconnected(
+                    f"no INDI device '{name}' on {server.address} "
+                    f"(devices: {', '.join(server.devices()) or 'none'})"
+                )
+            return name
         await asyncio.sleep(DISCOVERY_GRACE)  # let the other devices' definitions arrive
         matches = []
         for device in server.devices():

@@ -293,12 +293,13 @@ class Rig:
     safety: SafetyMonitor
     sensor: tuple[int, int]
     filters: list[str] | None  # expected names, None: whatever the simulator has
+    address: str
 
     def all(self) -> list[Device]:
         return [self.camera, self.filter_wheel, self.focuser, self.mount, self.safety]
 
 
-def _equipment(backend: str, address: str) -> Equipment:
+def equipment(backend: str, address: str) -> Equipment:
     by_backend: dict[str, dict[str, int | str]] = {
         "alpaca": dict.fromkeys(("camera", "filter_wheel", "focuser", "mount", "safety"), 0),
         "indi": {
@@ -329,22 +330,26 @@ def _equipment(backend: str, address: str) -> Equipment:
 BACKENDS = ["alpaca", "indi"]
 
 
-@pytest.fixture(params=BACKENDS)
-async def rig(request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
-    backend: str = request.param
-    address: str = request.getfixturevalue(f"{backend}_server")
-    equipment = _equipment(backend, address)
+def build(backend: str, eq: Equipment) -> dict[str, Device]:
+    """The back-end's builder, as the device factory calls it."""
     clock = ScaledClock()
     if backend == "alpaca":
         from runner.devices.alpaca import build_alpaca_devices
 
-        devices = build_alpaca_devices(equipment, clock)
-        sensor, filters = ALPACA_SENSOR, ALPACA_FILTERS
-    else:
-        from runner.devices.indi import build_indi_devices
+        return build_alpaca_devices(eq, clock)
+    from runner.devices.indi import build_indi_devices
 
-        devices = build_indi_devices(equipment, clock)
-        sensor, filters = INDI_SENSOR, None
+    return build_indi_devices(eq, clock)
+
+
+@pytest.fixture(params=BACKENDS)
+async def rig(request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
+    backend: str = request.param
+    address: str = request.getfixturevalue(f"{backend}_server")
+    devices = build(backend, equipment(backend, address))
+    sensor, filters = (
+        (ALPACA_SENSOR, ALPACA_FILTERS) if backend == "alpaca" else (INDI_SENSOR, None)
+    )
     assert set(devices) == {"camera", "filter_wheel", "focuser", "mount", "safety"}
     camera, wheel, focuser, mount, safety = (
         devices["camera"],
@@ -361,7 +366,7 @@ async def rig(request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
         for device in devices.values():
             await device.connect()
             connected.append(device)
-        yield Rig(backend, camera, wheel, focuser, mount, safety, sensor, filters)
+        yield Rig(backend, camera, wheel, focuser, mount, safety, sensor, filters, address)
     finally:
         for device in connected:
             await device.disconnect()

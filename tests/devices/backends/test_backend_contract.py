@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 import numpy as np
 import pytest
-from conftest import Rig
+from conftest import BACKENDS, Rig, build, equipment, free_port
 
 from runner.devices.interfaces import ExposureState, Frame, PierSide, RoiBox
 from runner.errors import DeviceBusy, DeviceDisconnected, DeviceError
@@ -124,6 +124,15 @@ async def test_cooler_set_point(rig: Rig) -> None:
     assert await cam.set_point() is None
 
 
+async def test_cooler_power(rig: Rig) -> None:
+    try:
+        power = await rig.camera.cooler_power()
+    except DeviceError as exc:  # a capability the driver may lack (the INDI simulator does)
+        assert "cooler power" in str(exc)
+    else:
+        assert 0.0 <= power <= 100.0
+
+
 async def test_exposure_full_frame(rig: Rig) -> None:
     await full_frame(rig)
     await rig.camera.set_gain(1)
@@ -219,6 +228,12 @@ async def test_focuser_move(rig: Rig) -> None:
     await until(arrived, f"{rig.backend}: focuser to {target}")
     with pytest.raises(DeviceError):
         await foc.move_to(top + 1)
+    try:
+        await foc.halt()
+    except DeviceError as exc:  # drivers without an abort (the INDI simulator) say so
+        assert "FOCUS_ABORT_MOTION" in str(exc)
+    else:
+        assert not await foc.is_moving()
     temperature = await foc.temperature()
     assert temperature is None or isinstance(temperature, float)
 
@@ -263,3 +278,24 @@ async def test_mount_slew_track_park(rig: Rig) -> None:
 
 async def test_safety_monitor(rig: Rig) -> None:
     assert await rig.safety.is_safe() is True
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_no_server_is_disconnected(backend: str) -> None:
+    devices = build(backend, equipment(backend, f"127.0.0.1:{free_port()}"))
+    with pytest.raises(DeviceDisconnected):
+        await devices["camera"].connect()
+    assert not devices["camera"].connected
+
+
+async def test_unknown_device_is_an_error(rig: Rig) -> None:
+    eq = equipment(rig.backend, rig.address)
+    unknown = 7 if rig.backend == "alpaca" else "No Such Camera"
+    eq = eq.model_copy(update={"camera": eq.camera.model_copy(update={"device": unknown})})
+    camera = build(rig.backend, eq)["camera"]
+    with pytest.raises(DeviceError):
+        await camera.connect()
+    assert not camera.connected
