@@ -6,9 +6,10 @@ How a run goes:
    moving *outward* (increasing position) into each one: the first is approached from
    ``backlash`` steps further in. A focuser then has its gear play taken up the same way at
    every sample, so the curve is not bent by backlash.
-2. If the smallest HFR is at either end of the window, the focus is outside it: estimate
-   where from the slope of the curve (far from focus HFR grows linearly) and sample a new
-   window there — up to ``max_rounds`` windows, so a start far off still converges.
+2. If the smallest HFR is not bracketed by worse samples on both sides, the focus is outside
+   the window: estimate where from the slope of the curve (far from focus HFR grows
+   linearly) and sample a new window there — up to ``max_rounds`` windows, so a start far
+   off (or an overshooting estimate) still converges.
 3. Fit the ``steps`` samples nearest the minimum: a *hyperbola*
    ``HFR = a·sqrt(1 + ((x − c)/b)²)`` (the true shape: linear asymptotes, round bottom;
    fitted exactly as the parabola ``HFR² = A x² + B x + C``, which is linear least squares) or
@@ -185,7 +186,7 @@ async def run_autofocus(
     fit: Fit = "hyperbola",
     backlash: int = 0,
     measure_hfr: HfrMeasure | None = None,
-    max_rounds: int = 3,
+    max_rounds: int = 4,
     move_timeout: float = 120.0,
     min_r2: float = MIN_R2,
     hot_pixel_filter: bool = True,
@@ -261,19 +262,24 @@ async def run_autofocus(
         good = sorted((p, h) for p, h in samples.items() if h is not None)
         if len(good) < 3:
             await fail(f"stars measured at only {len(good)} of {len(samples)} positions")
-        ps = [p for p, _ in good]
-        hs = [h for _, h in good]
+        ps = np.array([p for p, _ in good], dtype=np.float64)
+        hs = np.array([h for _, h in good], dtype=np.float64)
         i_min = int(np.argmin(hs))
-        at_edge = i_min in (0, len(good) - 1) and ps[i_min] not in (run.lo, run.hi)
-        if not at_edge or round_no == max_rounds - 1:
+        p_min = ps[i_min]
+        # Bracketed: a worse sample within 1.5 steps on each side (or the focuser's limit).
+        reach = 1.5 * step_size
+        below = p_min <= run.lo or bool(np.any((ps < p_min) & (ps >= p_min - reach)))
+        above = p_min >= run.hi or bool(np.any((ps > p_min) & (ps <= p_min + reach)))
+        if (below and above) or round_no == max_rounds - 1:
             break
-        # Focus lies beyond this end: far from focus HFR ≈ k·|x − best|, so the distance to
-        # focus is about HFR / slope. Jump at most two windows.
-        nb = 1 if i_min == 0 else len(good) - 2
-        slope = abs(hs[nb] - hs[i_min]) / max(1, abs(ps[nb] - ps[i_min]))
+        # Focus lies beyond this end. Far from focus HFR ≈ k·|x − best|: the slope of the
+        # samples on this side gives k, and the distance to focus is about HFR / k.
+        side = ps >= p_min if not below else ps <= p_min
+        side &= np.abs(ps - p_min) <= steps * step_size
+        slope = abs(float(np.polyfit(ps[side], hs[side], 1)[0])) if side.sum() >= 2 else 0.0
         dist = hs[i_min] / slope if slope > 0 else steps * step_size
-        dist = min(dist, 2.0 * steps * step_size)
-        centre = ps[i_min] - dist if i_min == 0 else ps[i_min] + dist
+        dist = min(max(dist, step_size), 2.0 * steps * step_size)
+        centre = p_min - dist if not below else p_min + dist
 
     good = sorted((p, h) for p, h in samples.items() if h is not None)
     i_min = int(np.argmin([h for _, h in good]))

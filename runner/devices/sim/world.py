@@ -81,6 +81,8 @@ class SimWorld:
     #: The main camera sees the field turned 180° on the east side of the pier (after a flip).
     flip_rotates_field: bool = True
     optics: Optics = field(default_factory=Optics)
+    #: Added to the profile's ambient temperature: tests and rehearsals change the weather.
+    ambient_offset: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
     faults: list[FaultState] = field(default_factory=list)
 
@@ -104,7 +106,8 @@ class SimWorld:
     def ambient_temperature(self) -> float:
         """Ambient °C: the profile's value drifting linearly through the night."""
         hours = self.clock.monotonic() / 3600.0
-        return self.profile.simulation.ambient + self.profile.simulation.ambient_drift * hours
+        sim = self.profile.simulation
+        return sim.ambient + sim.ambient_drift * hours + self.ambient_offset
 
     def best_focus(self) -> int:
         """Best focus position (steps) now, with temperature drift and the filter's offset."""
