@@ -224,6 +224,21 @@ async def test_the_star_lost_fault_is_surfaced_and_recovery_restarts_guiding() -
         assert guider.star_lost_events == 5 and guider.star_lost_for_s() == 0.0
 
 
+async def test_settle_and_drop_faults_of_the_world_reach_the_guider() -> None:
+    clock = ScaledClock(speed=50)
+    equipment = rig(faults=[Fault(kind="settle_never", at_frame=2),
+                            Fault(kind="guider_drop", at_frame=3)])
+    world = SimWorld(clock=clock, profile=equipment)
+    async with open_guider(equipment, clock, world) as guider:
+        await guider.guide(1.5, 1, 30)  # light frame 1 is next: no fault due
+        world.light_frames = 1
+        with pytest.raises(SettleFailed, match="timed-out"):
+            await guider.dither(2.0, False, 1.0, 1, 5)
+        world.light_frames = 2
+        await guider.dither(2.0, False, 1.0, 5, 60)  # the link drops mid-settle
+        assert guider.client.reconnects == 1 and await guider.state() is GuiderState.guiding
+
+
 async def test_without_a_known_pixel_scale_stats_are_in_pixels(clock: ScaledClock) -> None:
     camera = GuideCameraParams(pixel_scale_arcsec=None)
     async with PHD2Simulator(clock=clock, port=0, exposure_s=1.0, camera=camera,
