@@ -1,11 +1,12 @@
-"""Sites and instants shared by the sky tests (one night, so grids are computed once)."""
+"""Sites and instants shared by the sky tests (one night, so grids are computed once).
+
+A plain module, not a conftest: test directories without packages share one ``conftest``
+module name, so helpers imported by name must have unique names."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
-
-import pytest
 
 from runner.plan.models import Site
 
@@ -19,8 +20,3 @@ NOON = datetime(2026, 11, 25, 12, 0, tzinfo=AMS_TZ)
 
 #: Vega, J2000 (Hipparcos).
 VEGA = (279.234735, 38.783689)
-
-
-@pytest.fixture
-def amsterdam() -> Site:
-    return AMSTERDAM

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
-from conftest import AMS_TZ, AMSTERDAM, NOON, VEGA
 from skyref import noaa_sun_altitude, star_altitude
+from skysites import AMS_TZ, AMSTERDAM, NOON, VEGA
 
 from runner.plan.models import Constraints, Twilight
 from runner.plan.units import parse_clock_time

@@ -7,8 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pytest
-from conftest import AMSTERDAM, NIGHT, SYDNEY, TROMSO
 from skyref import noaa_event, noaa_sun_altitude
+from skysites import AMSTERDAM, NIGHT, SYDNEY, TROMSO
 
 from runner.plan.models import Site, Twilight
 from runner.sky.ephemeris import sun_altitude

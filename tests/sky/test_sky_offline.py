@@ -8,7 +8,7 @@ import textwrap
 from datetime import date
 
 import numpy as np
-from conftest import AMSTERDAM
+from skysites import AMSTERDAM
 
 from runner.sky.events import night_events
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
-from conftest import AMSTERDAM, NOON, VEGA
 from skyref import moon_illumination, star_altitude, star_hour_angle
+from skysites import AMSTERDAM, NOON, VEGA
 
 from runner.sky import ephemeris
 from runner.sky.grid import SkySegment, airmass, segment

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
-from conftest import AMS_TZ, AMSTERDAM, NIGHT, NOON, VEGA
 from skyref import gmst_degrees, precess
+from skysites import AMS_TZ, AMSTERDAM, NIGHT, NOON, VEGA
 
 from runner.plan.models import Target
 from runner.sky.events import night_events
