@@ -36,6 +36,7 @@ async def expose(
             if state is ExposureState.ready:
                 return await camera.exposure_result()
             if state is ExposureState.error:
+                await camera.exposure_result()  # raises the camera's own error
                 raise DeviceError("camera reported an exposure error")
             if state is ExposureState.idle:
                 raise DeviceError("camera went idle without delivering the frame")

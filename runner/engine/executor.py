@@ -32,7 +32,6 @@ from runner.engine.events import EventBus
 from runner.engine.journal import Journal, ResumeState
 from runner.engine.machine import RunModel
 from runner.errors import (
-    DeviceDisconnected,
     DeviceError,
     GuiderError,
     NightrunnerError,
@@ -236,6 +235,8 @@ class Executor:
         self._fire("begin_shutdown")
         self.bus.emit("phase", phase="shutdown")
         scope = Scope(None, phase="shutdown")
+        with contextlib.suppress(Exception):
+            await self._reconnect()
         for node in self.p.shutdown:
             if not isinstance(node, Leaf):
                 continue
@@ -248,7 +249,8 @@ class Executor:
         # never leave guiding running, whatever the plan's shutdown said
         if self.guiding and self.s.guider is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.s.guider.stop(), self.s.clock.to_real(30) + 1)
+                async with asyncio.timeout(self.s.clock.to_real(30) + 1):
+                    await self.s.guider.stop()
             self.guiding = False
 
     # ------------------------------------------------------------------ targets
@@ -260,6 +262,7 @@ class Executor:
         self.bus.emit("target_start", target=t.name, index=ct.index)
         trig.new_target(self.state)
         self.counters.per_target.setdefault(t.name, {})
+        await self._reconnect()  # a device lost by the previous target gets another chance
         try:
             await self._wait_for_constraints(ct)
             if self.s.stacking is not None and t.stack is not None:
@@ -407,9 +410,11 @@ class Executor:
         attempt = 0
         while True:
             try:
-                if timeout is not None:
-                    await asyncio.wait_for(action(), self.s.clock.to_real(timeout))
-                else:
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # (an abort) that lands as the step finishes
+                async with asyncio.timeout(
+                    None if timeout is None else self.s.clock.to_real(timeout)
+                ):
                     await action()
                 return
             except TimeoutError:
@@ -423,8 +428,7 @@ class Executor:
                 self.counters.retries += 1
                 self.bus.emit("retry", step=step_id, attempt=attempt, delay=delay, error=str(exc))
                 await self.s.clock.sleep(delay)
-                if isinstance(exc, DeviceDisconnected):
-                    await self._reconnect(exc)
+                await self._reconnect()
                 continue
             then = Then(policy.then)
             self.bus.emit("policy", step=step_id, action=then.value, error=str(exc))
@@ -434,7 +438,8 @@ class Executor:
                 raise SkipTarget(f"{kind} failed: {exc}") from exc
             raise FatalRunError(f"{kind} failed: {exc}") from exc
 
-    async def _reconnect(self, exc: DeviceDisconnected) -> None:
+    async def _reconnect(self) -> None:
+        """Before a retry: reconnect whatever device dropped its connection."""
         for dev in (self.s.camera, self.s.filter_wheel, self.s.focuser, self.s.mount):
             if dev is not None and not dev.connected:
                 try:
@@ -694,6 +699,12 @@ class Executor:
             self._fire("begin_trigger_autofocus")
             try:
                 await self._autofocus(tr.autofocus.settings)
+            except DeviceError as exc:
+                # the focuser is back where it was; reset the baselines so a failing
+                # autofocus is not retried before every frame, and go on imaging
+                self._error(f"triggered autofocus failed, keeping the previous focus: {exc}")
+                trig.autofocus_done(self.state, now=s.clock.monotonic(), temperature=temperature,
+                                    filter_name=self.filter)
             finally:
                 self._fire("gap_done")
         if due.dither and tr.dither is not None:

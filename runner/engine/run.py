@@ -230,6 +230,8 @@ class Run:
             self._night = asyncio.create_task(ex.run_night())
             try:
                 await self._night
+                if self.abort_reason is not None:
+                    outcome = "aborted"  # the abort landed as the last step finished
             except asyncio.CancelledError:
                 if self.abort_reason is None:
                     raise
