@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from datetime import date as Date
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -46,7 +47,7 @@ def sky_diagnostics(
     plan: Plan,
     equipment: Equipment | None,
     positions: Positions,
-    date: Date | None = None,
+    date: Date | str | None = None,
 ) -> list[Diagnostic]:
     """Warnings about the night of ``date`` (default: today at the site) for ``validate --sky``.
 
@@ -54,8 +55,14 @@ def sky_diagnostics(
     warning at its ``constraints`` node, with the reason per constraint. With an equipment
     profile the plan is also estimated, and a target that would be skipped or not reached
     (its window passed while earlier targets ran, its wait ran out, the plan aborted) gets a
-    warning at its node. An unknown site time zone is an error.
+    warning at its node. An unknown site time zone is an error, and so is a ``date`` string
+    that is not YYYY-MM-DD (reported at the top of the file: it is the command line's fault).
     """
+    if isinstance(date, str):
+        try:
+            date = parse_date(date)
+        except ValueError as exc:
+            return [Diagnostic.at(positions.mark(()), f"--date: {exc}")]
     tz_error = _timezone_error(plan, positions)
     if tz_error is not None:
         return [tz_error]
@@ -64,8 +71,6 @@ def sky_diagnostics(
     from runner.sky.visibility import TargetVisibility
 
     tz = site_timezone(plan.site)
-    from datetime import datetime
-
     day = date if date is not None else datetime.now(tz).date()
     out: list[Diagnostic] = []
     if equipment is None:

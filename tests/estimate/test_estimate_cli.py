@@ -139,8 +139,10 @@ def test_sky_diagnostics_point_at_the_target(write_plan: Callable[..., Path]) ->
     early = next(i for i, s in enumerate(lines, 1) if "name: Early" in s)
     assert "target 'Early' is skipped on 2026-11-25" in by_line[early].message
     # Without equipment: only the "never" check, which needs no walk.
-    bare = sky_diagnostics(loaded.plan, None, loaded.positions, date(2026, 11, 25))
+    bare = sky_diagnostics(loaded.plan, None, loaded.positions, "2026-11-25")
     assert [d.line for d in bare] == [south]
+    bad = sky_diagnostics(loaded.plan, None, loaded.positions, "tonight")
+    assert len(bad) == 1 and bad[0].severity is Severity.error and "YYYY-MM-DD" in bad[0].message
 
 
 def test_the_example_plan_fills_the_night() -> None:
