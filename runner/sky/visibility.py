@@ -146,7 +146,7 @@ class TargetVisibility:
         if reasons:
             return reasons
         parts = [
-            f"{c.describe()} only "
+            f"{c.describe()} holds only "
             + ", ".join(f"{self._hhmm(a)}–{self._hhmm(b)}" for a, b in spans)
             for c, spans in alone
         ]
