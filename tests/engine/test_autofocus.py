@@ -93,7 +93,8 @@ async def test_refocus_follows_temperature_drift() -> None:
 
 async def test_backlash_compensation_is_what_makes_it_accurate() -> None:
     """The simulated focuser has 60 steps of play; the V-curve is sampled moving outward, so
-    the final move must arrive outward too — without the overshoot it lands 60 steps off."""
+    the final move must arrive outward too. Without the overshoot the optics stop up to the
+    backlash off (the first sample, reached moving inward, also bends the curve a little)."""
     errors = {}
     for overshoot in (0, 80):
         world, cam, foc = await rig(seed=11)
@@ -102,8 +103,8 @@ async def test_backlash_compensation_is_what_makes_it_accurate() -> None:
             cam, foc, clock=world.clock, step_size=STEP, exposure=5.0, backlash=overshoot
         )
         errors[overshoot] = world.focuser_position - world.best_focus()
-    assert abs(errors[80]) <= 25
-    assert errors[0] - errors[80] == pytest.approx(60, abs=25)
+    assert abs(errors[80]) <= 15
+    assert 25 <= errors[0] - errors[80] <= 75
 
 
 async def test_no_stars_fails_and_returns_to_the_start() -> None:
