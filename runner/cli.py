@@ -156,6 +156,39 @@ def run(
     raise typer.Exit(outcome.exit_code)
 
 
+@app.command()
+def estimate(
+    plan: Annotated[Path, typer.Argument(help="The plan to estimate.")],
+    date: Annotated[
+        str | None, typer.Option(help="Night to estimate (YYYY-MM-DD; default tonight).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the timeline as JSON.")] = False,
+) -> None:
+    """Dry-run timeline of the night: when each target runs, frames, overheads, and why not."""
+    from runner.estimate.main import estimate_main
+
+    raise typer.Exit(estimate_main(plan, date, as_json))
+
+
+_FORWARD = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+
+@app.command(context_settings=_FORWARD, add_help_option=False)
+def stack(ctx: typer.Context) -> None:
+    """Stack FITS files offline with the live stacker's pipeline (`stack --help` for options)."""
+    from runner.stacking.cli import app as stack_app
+
+    stack_app(args=ctx.args, prog_name="nightrunner stack")
+
+
+@app.command(context_settings=_FORWARD, add_help_option=False)
+def sim(ctx: typer.Context) -> None:
+    """Start a simulator for other programs: `sim phd2 [--port 4400]` (`sim --help`)."""
+    from runner.guiding.cli import app as sim_app
+
+    sim_app(args=ctx.args, prog_name="nightrunner sim")
+
+
 def _project_root() -> Path:
     here = Path(__file__).resolve().parent.parent
     if (here / "pyproject.toml").is_file():

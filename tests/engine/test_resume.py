@@ -1,0 +1,119 @@
+"""kill -9 at any moment, then `--resume`: no frame lost, none duplicated, state restored."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from runner.engine.journal import Journal, remove_orphans, resume_state
+from tests.engine.conftest import CLUSTER, Rig
+
+NR = str(Path(sys.executable).parent / "nightrunner")
+EXPECTED = sorted(
+    [f"NGC 188_{f}_20s_{i:04d}.fits" for f in ("L", "R") for i in (1, 2, 3, 4)]
+    + [f"NGC 188_{f}_20s_{i:04d}.fits" for f in ("L", "R") for i in (5, 6, 7, 8)]
+)
+
+
+def _frames_journalled(data: Path) -> int:
+    journals = list(data.glob("runs/*/journal.jsonl"))
+    if not journals:
+        return 0
+    return sum(1 for e in Journal.read(journals[0]) if e["type"] == "frame")
+
+
+def _plan(rig: Rig) -> Path:
+    return rig.write(
+        f"""\
+        startup:
+          - guide: start
+        triggers:
+          - dither: {{every: 3, amount: 2}}
+        targets:
+          - name: NGC 188
+            coordinates: {CLUSTER}
+            sequence:
+              - repeat: {{count: 2}}
+                steps:
+                  - filter: L
+                  - expose: {{count: 4, exposure: 20}}
+                  - filter: R
+                  - expose: {{count: 4, exposure: 20}}
+        """,
+        guider=True,
+        shutdown="shutdown:\n  - guide: stop\n",
+    )
+
+
+def test_kill_9_mid_frame_then_resume_gives_the_exact_frame_set(rig: Rig) -> None:
+    plan = _plan(rig)
+    cmd = [NR, "run", str(plan), "--data-dir", str(rig.data), "--speed", "40",
+           "--progress", "none"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while _frames_journalled(rig.data) < 5 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.2)  # into the next exposure
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = _frames_journalled(rig.data)
+    assert 5 <= before < 16
+    # the lock died with the process: resume is allowed and picks the run up
+    done = subprocess.run([*cmd, "--resume", "--json"], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["frames"]["skipped_on_resume"] == before
+    assert summary["frames"]["light"] == 16 - before
+    names = sorted(p.name for p in rig.fits())
+    assert names == EXPECTED
+    # the resumed run continues the journal of the interrupted one
+    assert len(list(rig.data.glob("runs/*"))) == 1
+    journal = Journal.read(next(rig.data.glob("runs/*/journal.jsonl")))
+    keys = [e["key"] for e in journal if e["type"] == "frame"]
+    assert len(keys) == len(set(keys)) == 16
+
+
+def test_resume_restores_the_dither_counter(rig: Rig) -> None:
+    plan = _plan(rig)
+    result = rig.run(plan)
+    journal_path = result.run_dir / "journal.jsonl"
+    entries = Journal.read(journal_path)
+    frames = [e for e in entries if e["type"] == "frame"]
+    # the counter journalled with each frame is what --resume restores
+    counters = [e["triggers"]["frames_since_dither"] for e in frames]
+    assert counters[:7] == [1, 2, 3, 1, 2, 3, 1]
+
+
+def test_a_frame_written_but_not_journalled_is_removed_and_retaken(tmp_path: Path) -> None:
+    run_dir = tmp_path / "runs" / "r1"
+    j = Journal(run_dir / "journal.jsonl")
+    done = tmp_path / "a_0001.fits"
+    orphan = tmp_path / "a_0002.fits"
+    done.write_bytes(b"x")
+    orphan.write_bytes(b"y")
+    j.record("writing", key="k0", path=str(done))
+    j.record("frame", key="k0", path=str(done), triggers={"frames_since_dither": 1})
+    j.record("writing", key="k1", path=str(orphan))  # crash after rename, before journal
+    j.close()
+    with (run_dir / "journal.jsonl").open("ab") as f:
+        f.write(b'{"type": "frame", "key": "k1", "pa')  # a torn last line
+    state = resume_state(run_dir / "journal.jsonl")
+    assert set(state.frames) == {"k0"} and state.trigger_state == {"frames_since_dither": 1}
+    assert remove_orphans(state) == [str(orphan)]
+    assert done.exists() and not orphan.exists()
+
+
+def test_resume_without_an_interrupted_run_starts_fresh(rig: Rig) -> None:
+    plan = _plan(rig)
+    first = rig.run(plan)
+    assert first.outcome == "completed"
+    again = rig.run(plan, resume=True)
+    events = rig.events(again)
+    assert any("nothing to resume" in e.get("message", "") for e in events)
+    assert again.summary["frames"]["light"] == 16
