@@ -14,7 +14,6 @@ from typing import Annotated, Literal
 
 import typer
 
-
 app = typer.Typer(
     name="nightrunner",
     help="Declarative observatory sequencer: validate, estimate and run YAML imaging plans.",

@@ -125,9 +125,10 @@ async def set_temperature(
             setpoint = target
         else:
             delta = rate * step_s / 60.0
-            setpoint = (
-                min(target, setpoint + delta) if target > setpoint else max(target, setpoint - delta)
-            )
+            if target > setpoint:
+                setpoint = min(target, setpoint + delta)
+            else:
+                setpoint = max(target, setpoint - delta)
         await camera.set_temperature(setpoint)
         temp = await camera.temperature()
         if setpoint == target and abs(temp - target) <= tolerance:

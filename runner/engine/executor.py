@@ -35,7 +35,6 @@ from runner.errors import (
     DeviceError,
     GuiderError,
     NightrunnerError,
-    RunAborted,
     SettleFailed,
 )
 from runner.plan.models import (

@@ -22,7 +22,8 @@ def _describe(e: dict[str, Any]) -> str:
     if ev == "frame":
         hfr = f" HFR {e['hfr']:.2f}px" if e.get("hfr") else ""
         rms = f" RMS {e['guiding_rms']:.2f}" if e.get("guiding_rms") else ""
-        return f"frame {e['type']} {e.get('filter') or '-'} {e['exposure']:g}s{hfr}{rms} → {e['path']}"
+        what = f"{e['type']} {e.get('filter') or '-'} {e['exposure']:g}s"
+        return f"frame {what}{hfr}{rms} → {e['path']}"
     if ev == "target_start":
         return f"target {e['target']} started"
     if ev == "target_end":
@@ -71,7 +72,8 @@ class RichProgress:
         t.add_column()
         t.add_row("phase", f"{i.get('phase')}  {i.get('state', '')}")
         t.add_row("target", str(i.get("target", "-")))
-        t.add_row("frames", f"{i['lights']} / {self.planned} lights   filter {i.get('filter', '-')}")
+        t.add_row("frames", f"{i['lights']} / {self.planned} lights")
+        t.add_row("filter", str(i.get("filter", "-")))
         t.add_row("exposure", str(i.get("exposure", "-")))
         t.add_row("camera", f"{i.get('ccd_temp', '-')} °C")
         t.add_row("HFR", str(i.get("hfr", "-")))

@@ -22,6 +22,7 @@ from pydantic import (
     Tag,
     model_validator,
 )
+
 from runner.plan.units import RA, ClockTimeField, Dec, Duration
 
 if TYPE_CHECKING:

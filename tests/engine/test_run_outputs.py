@@ -7,7 +7,6 @@ import json
 from astropy.io import fits
 
 from runner.storage.index import ImageIndex
-
 from tests.engine.conftest import CLUSTER, Rig, names
 
 
