@@ -1,7 +1,7 @@
 """Live-stacking bars, measured side by side with astroalign + numpy.
 
 Run:  .venv/bin/pip install -e .[bench]      # astroalign is a benchmark-only dependency
-      .venv/bin/python benchmarks/bench_stacking.py [--quick] [--skip-worker]
+      .venv/bin/python benchmarks/bench_stacking.py [--quick] [--sections speed,accuracy,...]
 
 Sections (all frames synthetic, with known truth, from runner.stacking.synthetic):
 
@@ -368,15 +368,31 @@ async def _run_thread(paths: list[Path]) -> tuple[float, list[float]]:
     with tempfile.TemporaryDirectory() as d:
         stacker = LiveStacker(d, queue_size=len(paths), intermediate_every=0)
         stacker.start("thread")
+        stacker.submit(paths[0])  # the reference frame, untimed as in the process run
+        await asyncio.to_thread(stacker.wait_idle)
+        lags.clear()
         t0 = time.perf_counter()
-        for p in paths:
+        for p in paths[1:]:
             stacker.submit(p)
         await asyncio.to_thread(stacker.wait_idle)
         elapsed = time.perf_counter() - t0
         stacker.cancel()
     stop.set()
     await probe
-    return len(paths) / elapsed, lags
+    return (len(paths) - 1) / elapsed, lags
+
+
+def _wait_done(q_done: Any, proc: Any) -> None:
+    """One completion from the child; raise if it died instead of hanging forever."""
+    import queue as queue_mod
+
+    while True:
+        try:
+            q_done.get(timeout=1.0)
+            return
+        except queue_mod.Empty:
+            if not proc.is_alive():
+                raise SystemExit(f"process worker died (exit code {proc.exitcode})") from None
 
 
 async def _run_process(paths: list[Path]) -> tuple[float, list[float]]:
@@ -386,7 +402,7 @@ async def _run_process(paths: list[Path]) -> tuple[float, list[float]]:
     proc = ctx.Process(target=_process_worker, args=(q_in, q_done))
     proc.start()
     q_in.put(str(paths[0]))  # let it import and build the reference before timing
-    await asyncio.to_thread(q_done.get)
+    await asyncio.to_thread(_wait_done, q_done, proc)
     lags: list[float] = []
     stop = asyncio.Event()
     probe = asyncio.create_task(_lag_probe(stop, lags))
@@ -394,7 +410,7 @@ async def _run_process(paths: list[Path]) -> tuple[float, list[float]]:
     for p in paths[1:]:
         q_in.put(str(p))
     for _ in paths[1:]:
-        await asyncio.to_thread(q_done.get)
+        await asyncio.to_thread(_wait_done, q_done, proc)
     elapsed = time.perf_counter() - t0
     q_in.put(None)
     proc.join()
@@ -440,20 +456,30 @@ def main() -> None:
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer frames (a smoke run)")
-    ap.add_argument("--skip-worker", action="store_true", help="skip the thread/process section")
+    ap.add_argument(
+        "--sections",
+        default="speed,accuracy,noise,trail,memory,worker",
+        help="comma-separated subset to run",
+    )
     args = ap.parse_args()
+    run = set(args.sections.split(","))
     print(f"numpy {np.__version__}, OpenCV {cv2.__version__}, {cv2.getNumberOfCPUs()} CPUs")
     if aa is None:
         print("astroalign not installed — comparisons skipped (.venv/bin/pip install -e .[bench])")
     else:
         print(f"astroalign {aa.__version__}")
-    bench_speed(3 if args.quick else 6)
-    bench_accuracy(1024 if args.quick else 2048)
-    bench_noise([5, 10, 20] if args.quick else [5, 10, 20, 40, 80])
-    bench_trail()
-    bench_memory(60 if args.quick else 200, 1024)
-    if not args.skip_worker:
-        bench_worker(4 if args.quick else 8)
+    if "speed" in run:
+        bench_speed(3 if args.quick else 6)
+    if "accuracy" in run:
+        bench_accuracy(1024 if args.quick else 2048)
+    if "noise" in run:
+        bench_noise([5, 10, 20] if args.quick else [5, 10, 20, 40, 80])
+    if "trail" in run:
+        bench_trail()
+    if "memory" in run:
+        bench_memory(60 if args.quick else 200, 1024)
+    if "worker" in run:
+        bench_worker(4 if args.quick else 12)
 
 
 if __name__ == "__main__":
