@@ -278,7 +278,8 @@ class LiveStacker:
         :class:`StackingError` when nothing was stacked or no stack is running.
         """
         with self._lock:
-            if self._session is None or self._status not in ("stacking", "paused"):
+            # A failed worker (a bug) still leaves what it stacked worth saving.
+            if self._session is None or self._status not in ("stacking", "paused", "failed"):
                 raise StackingError(f"nothing to save (status {self._status})")
             self._status = "saving"
         if not self.wait_idle(timeout):
@@ -591,7 +592,8 @@ class LiveStacker:
         else:
             session.intermediates += 1
             base = f"{session.stacking_id}_intermediate_{session.intermediates:02d}"
-        meta = self._metadata(session, final)
+        with self._lock:
+            meta = self._metadata(session, final)
         meta["path"] = f"{base}.jpeg"
         t0 = time.perf_counter()
         paths = write_result(
