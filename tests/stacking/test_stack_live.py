@@ -196,3 +196,26 @@ def test_cancel_discards_the_stack_and_a_new_one_can_start(
     stacker.start("again")
     stacker.submit(sensor.light(field, 30.0, seed=77), meta=FrameMeta(exposure=30.0))
     assert stacker.save().jpeg.name == "again_final.jpeg"
+
+
+def test_with_save_data_the_debug_directory_alone_recreates_the_stack(
+    tmp_path: Path, sensor: Sensor, field: StarField, write_fits: WriteFits
+) -> None:
+    flats = [
+        write_fits(f"f{i}.fits", sensor.flat(seed=60 + i), kind="Flat Frame", exposure=1.0)
+        for i in range(4)
+    ]
+    data = tmp_path / "data"
+    flat_id = CalibrationLibrary(data).build_master("flat", flats).id
+    lights = _lights(sensor, field, write_fits, 6)
+    stacker = LiveStacker(data, queue_size=10, intermediate_every=0)
+    stacker.start("kept", flats=flat_id, save_data=True)
+    for p in lights:
+        stacker.submit(p)
+    tiff = tifffile.imread(stacker.save().tiff)
+    for p in [*lights, *flats, *(data / "calibration").glob("*.fits")]:
+        p.unlink()  # originals and masters gone: only debug/kept/ remains
+    rebuilt, again = replay(data / "debug" / "kept" / "log.txt")
+    assert again.stacked == 6
+    covered = np.isfinite(rebuilt)
+    np.testing.assert_array_equal(rebuilt[covered], tiff[covered])
