@@ -177,6 +177,12 @@ _LISTENER_CLASS: type | None = None
 #: unhandled error skipped the disconnects; the exit hook below closes what is left open.
 _OPEN: weakref.WeakSet[Any] = weakref.WeakSet()
 
+#: Closed clients, kept alive on purpose. The C++ destructor joins the listener thread; if the
+#: last Python reference went away on that very thread (its serverDisconnected callback still
+#: holding ``self`` after our disconnect returned), the join would be a self-join and libstdc++
+#: aborts the process ("Resource deadlock avoided"). A closed client is a few hundred bytes.
+_RETIRED: list[Any] = []
+
 
 @atexit.register
 def _close_all_at_exit() -> None:
@@ -300,6 +306,7 @@ class IndiServer:
         client = _listener_class(pyindi)(mirror)
         client.setServer(self.host, self.port)
         client.setConnectionTimeout(int(self.timeout), 0)
+        _RETIRED.append(client)  # see _RETIRED; a client is never destroyed by us
         ok = await self._thread(client.connectServer, "connect", self.timeout + 1.0)
         if not ok:
             raise DeviceDisconnected(f"no indiserver answers at {self.address}")

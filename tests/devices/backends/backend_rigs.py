@@ -1,4 +1,4 @@
-"""Real simulator servers for the back-end contract suite.
+"""Real simulator servers and connected rigs for the back-end contract suite.
 
 * Alpaca: ``alpaca-simulators`` (PyPI) run as ``python -m alpaca_simulators.run_simulator``
   with a config written here (smaller sensor, a realistic focal length, an offline SQLite star

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 import numpy as np
 import pytest
-from conftest import BACKENDS, Rig, build, equipment, free_port
+from backend_rigs import BACKENDS, Rig, build, equipment, free_port
 
 from runner.devices.interfaces import ExposureState, Frame, PierSide, RoiBox
 from runner.errors import DeviceBusy, DeviceDisconnected, DeviceError
