@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -257,3 +258,21 @@ def test_two_k_frame_renders_as_uint16() -> None:
     data, n = sensor.render(exp, np.random.default_rng(0))
     assert data.shape == (2048, 2048) and data.dtype == np.uint16 and n == 0
     assert abs(float(data.mean()) - 50.0) < 0.1
+
+
+async def test_benchmark_bare_loop_writes_one_fits_per_frame(tmp_path: Path) -> None:
+    """The reference loop of the engine benchmark: same simulator, same FITS files."""
+    from astropy.io import fits
+
+    from runner.clock import ScaledClock
+    from runner.devices.sim.bench import bare_loop, bench_equipment
+
+    clock = ScaledClock(1000.0)
+    cam = SimCamera(SimWorld(clock, bench_equipment(256, 256)))
+    await cam.connect()
+    paths = await bare_loop(cam, clock, tmp_path, 3, target="Bench")
+    assert [p.relative_to(tmp_path).as_posix() for p in paths] == [
+        f"Bench/NoFilter/Bench_NoFilter_0s_{i:04d}.fits" for i in (1, 2, 3)
+    ]
+    with fits.open(paths[-1]) as hdul:
+        assert hdul[0].data.shape == (256, 256) and hdul[0].header["OBJECT"] == "Bench"
