@@ -28,7 +28,7 @@ async def rig(**sim: object) -> tuple[SimWorld, SimCamera, SimFocuser]:
         name="af",
         camera=CameraProfile(width=800, height=600, download_time=0.5),
         focuser=FocuserProfile(speed=2000.0, backlash=60, step_size=STEP),
-        simulation=Simulation(ambient_drift=0.0, tracking_drift=0.0, **sim),  # type: ignore[arg-type]
+        simulation=Simulation(ambient_drift=0.0, tracking_drift=0.0, **sim),
     )
     world = SimWorld(ScaledClock(speed=400.0), eq)
     cam, foc = SimCamera(world), SimFocuser(world)
