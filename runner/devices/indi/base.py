@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import ClassVar, Literal
 
 from runner.devices.indi.client import (
@@ -171,6 +171,10 @@ class IndiDevice(Device):
         if not self.server.connected:
             self._connected = False
             raise DeviceDisconnected(f"{self.label}: connection to indiserver lost")
+        conn = self.server.prop(self.name, "CONNECTION")
+        if conn is None or conn.values.get("CONNECT") is not True:
+            self._connected = False
+            raise DeviceDisconnected(f"{self.label}: the driver is no longer connected")
         return self.name
 
     def _prop(self, name: str) -> PropertyView:
@@ -186,7 +190,12 @@ class IndiDevice(Device):
         return self._prop(prop).values.get(element) is True
 
     async def _send(
-        self, prop: str, values: Mapping[str, Value], *, until: Reply = "settled"
+        self,
+        prop: str,
+        values: Mapping[str, Value],
+        *,
+        until: Reply = "settled",
+        done: Callable[[], bool] | None = None,
     ) -> PropertyView:
         """Send new values and wait for the driver's answer *to this request*.
 
@@ -199,7 +208,8 @@ class IndiDevice(Device):
           (the move had nothing to do).
         * ``answered`` (abort, set points whose value is a reading): any update.
 
-        Alert always counts, and raises.
+        Alert always counts, and raises. ``done`` is another sign that the request took effect
+        (a new frame for an exposure so short that its Busy update was missed).
 
         Raises:
             DeviceError: the driver answered Alert.
@@ -219,7 +229,9 @@ class IndiDevice(Device):
             return view.state == OK or (view.state == IDLE and _carries(view, values))
 
         await server.wait_until(
-            lambda: fits(server.prop(device, prop)), f"{self.label}: {prop}", self.timeout
+            lambda: fits(server.prop(device, prop)) or (done is not None and done()),
+            f"{self.label}: {prop}",
+            self.timeout,
         )
         first = server.require(device, prop)
         if until == "settled" and first.state != ALERT and not _carries(first, values):

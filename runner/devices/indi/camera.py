@@ -147,7 +147,12 @@ class IndiCamera(IndiDevice, Camera):
         )
         self._pending = pending
         try:
-            await self._send("CCD_EXPOSURE", {"CCD_EXPOSURE_VALUE": duration}, until="started")
+            await self._send(
+                "CCD_EXPOSURE",
+                {"CCD_EXPOSURE_VALUE": duration},
+                until="started",
+                done=lambda: self._new_blob(pending),
+            )
         except BaseException:
             self._pending = None
             raise

@@ -299,6 +299,24 @@ class Rig:
         return [self.camera, self.filter_wheel, self.focuser, self.mount, self.safety]
 
 
+SIM_SENSOR = (640, 480)
+
+
+def sim_equipment() -> Equipment:
+    """The built-in simulator, configured like the Alpaca simulator where it matters."""
+    width, height = SIM_SENSOR
+    return Equipment.model_validate(
+        {
+            "name": "simulator",
+            "camera": {"width": width, "height": height, "download_time": 0.05},
+            "filter_wheel": {"filters": [{"name": n} for n in ALPACA_FILTERS], "change_time": 0.2},
+            "focuser": {"max_position": 100_000, "speed": 5000},
+            "mount": {"slew_rate": 10, "settle_time": 0},
+            "safety": {},
+        }
+    )
+
+
 def equipment(backend: str, address: str) -> Equipment:
     by_backend: dict[str, dict[str, int | str]] = {
         "alpaca": dict.fromkeys(("camera", "filter_wheel", "focuser", "mount", "safety"), 0),
@@ -328,6 +346,8 @@ def equipment(backend: str, address: str) -> Equipment:
 
 
 BACKENDS = ["alpaca", "indi"]
+#: The contract also holds for the built-in simulator (no server, built by the factory).
+RIG_BACKENDS = ["simulator", *BACKENDS]
 
 
 def build(backend: str, eq: Equipment) -> dict[str, Device]:
@@ -342,14 +362,30 @@ def build(backend: str, eq: Equipment) -> dict[str, Device]:
     return build_indi_devices(eq, clock)
 
 
-@pytest.fixture(params=BACKENDS)
+def _sim_devices(rigset: Any) -> Iterator[tuple[str, Device]]:
+    for key in ("camera", "filter_wheel", "focuser", "mount", "safety"):
+        device = getattr(rigset, key)
+        assert isinstance(device, Device), f"the simulator rig has no {key}"
+        yield key, device
+
+
+@pytest.fixture(params=RIG_BACKENDS)
 async def rig(request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
     backend: str = request.param
-    address: str = request.getfixturevalue(f"{backend}_server")
-    devices = build(backend, equipment(backend, address))
-    sensor, filters = (
-        (ALPACA_SENSOR, ALPACA_FILTERS) if backend == "alpaca" else (INDI_SENSOR, None)
-    )
+    devices: dict[str, Device]
+    filters: list[str] | None
+    if backend == "simulator":
+        from runner.devices.factory import build_devices
+
+        address = ""
+        devices = dict(_sim_devices(build_devices(sim_equipment(), ScaledClock())))
+        sensor, filters = SIM_SENSOR, ALPACA_FILTERS
+    else:
+        address = request.getfixturevalue(f"{backend}_server")
+        devices = build(backend, equipment(backend, address))
+        sensor, filters = (
+            (ALPACA_SENSOR, ALPACA_FILTERS) if backend == "alpaca" else (INDI_SENSOR, None)
+        )
     assert set(devices) == {"camera", "filter_wheel", "focuser", "mount", "safety"}
     camera, wheel, focuser, mount, safety = (
         devices["camera"],

