@@ -51,13 +51,30 @@ class ScaledClock:
         self._speed = float(speed)
         self._start = (start or datetime.now(UTC)).astimezone(UTC)
         self._t0 = time.monotonic()
+        self._held_at: float | None = None
+
+    def hold(self) -> None:
+        """Stop simulated time (set-up work: imports, sky grids, connections).
+
+        At 600× a one-second set-up would otherwise cost ten minutes of the simulated night.
+        Has no effect on a real-time clock (speed 1), where time cannot be stopped.
+        """
+        if self._speed != 1.0 and self._held_at is None:
+            self._held_at = time.monotonic()
+
+    def release(self) -> None:
+        """Let simulated time flow again from where it was held."""
+        if self._held_at is not None:
+            self._t0 += time.monotonic() - self._held_at
+            self._held_at = None
 
     @property
     def speed(self) -> float:
         return self._speed
 
     def monotonic(self) -> float:
-        return (time.monotonic() - self._t0) * self._speed
+        now = self._held_at if self._held_at is not None else time.monotonic()
+        return (now - self._t0) * self._speed
 
     def now(self) -> datetime:
         return self._start + timedelta(seconds=self.monotonic())

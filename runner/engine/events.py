@@ -20,8 +20,9 @@ Listener = Callable[[dict[str, Any]], None]
 
 
 class EventBus:
-    def __init__(self, log_path: Path | None = None) -> None:
+    def __init__(self, log_path: Path | None = None, clock: Any = None) -> None:
         self._listeners: list[Listener] = []
+        self.clock = clock  # when set, every event also carries the engine-clock time
         self._fd = -1
         if log_path is not None:
             log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -33,6 +34,8 @@ class EventBus:
 
     def emit(self, event: str, /, **fields: Any) -> None:
         record = {"event": event, "time": datetime.now(UTC).isoformat(), **fields}
+        if self.clock is not None:
+            record["clock"] = self.clock.now().isoformat()
         self.last[event] = record
         if self._fd >= 0:
             os.write(self._fd, (json.dumps(record, default=str) + "\n").encode())

@@ -149,7 +149,8 @@ class FatalRunError(NightrunnerError):
 class Scope:
     target: CompiledTarget | None
     suffix: str = ""  # iteration path, e.g. "#i2#i0"
-    loops: tuple[tuple[str, RepeatUntil, str, float], ...] = ()  # (id, until, prefix, start)
+    #: enclosing until-loops: (loop id, condition, the loop's own scope suffix, start)
+    loops: tuple[tuple[str, RepeatUntil, str, float], ...] = ()
     phase: str = "imaging"
 
 
@@ -184,6 +185,7 @@ class Executor:
         self.model = RunModel()
         self.resume = resume or ResumeState(run_id="")
         self.done_frames: dict[str, str] = dict(self.resume.frames)
+        self.light_keys: set[str] = set(self.resume.lights)
         self.state = trig.TriggerState.from_dict(self.resume.trigger_state)
         self.counters = Counters()
         self.filter: str | None = None
@@ -325,7 +327,8 @@ class Executor:
         prefix = f"{loop.id}{scope.suffix}#i"
         inner_loops = scope.loops
         if spec.until is not None:
-            inner_loops = (*scope.loops, (loop.id, spec.until, prefix, self.s.clock.monotonic()))
+            inner_loops = (*scope.loops, (loop.id, spec.until, scope.suffix,
+                                          self.s.clock.monotonic()))
         i = 0
         ran = 0
         while spec.count is None or i < spec.count:
@@ -334,7 +337,7 @@ class Executor:
                 i += 1
                 continue
             if spec.until is not None:
-                reason = self._until_holds(spec.until, prefix, scope.target)
+                reason = self._until_holds(spec.until, loop.id, scope.suffix, scope.target)
                 if reason:
                     if ran == 0 and i == 0:
                         self.bus.emit("loop_zero_iterations", loop=loop.id, reason=reason)
@@ -352,12 +355,23 @@ class Executor:
             self.journal.record("iteration_done", key=key)
             i += 1
             ran += 1
-            if spec.until is not None and not self._loop_made_progress(prefix, i):
+            if spec.until is not None and self._loop_lights(loop.id, scope.suffix) == 0:
                 # a body without exposures would spin; give the clock a chance to move
                 await self.s.clock.sleep(1.0)
 
-    def _loop_made_progress(self, prefix: str, i: int) -> bool:
-        return any(k.startswith(prefix) for k in self.done_frames)
+    def _loop_lights(self, loop_id: str, outer_suffix: str) -> int:
+        """Light frames taken inside one run of a loop (all its iterations, resumed ones too).
+
+        Frame keys are ``<step id>#i…#f<n>``; steps inside the loop have ids below
+        ``<loop id>/steps`` and iteration suffixes that extend the loop's own scope suffix.
+        """
+        head = f"{loop_id}/steps"
+        mark = f"{outer_suffix}#i"
+        n = 0
+        for k in self.light_keys:
+            if k.startswith(head) and k[k.index("#"):].startswith(mark):
+                n += 1
+        return n
 
     async def _run_filter_loop(self, node: FilterLoop, scope: Scope) -> None:
         for j, name in enumerate(node.filters):
@@ -372,13 +386,14 @@ class Executor:
             await self._run_nodes(node.body, inner)
             self.journal.record("iteration_done", key=key)
 
-    def _until_holds(self, until: RepeatUntil, prefix: str, ct: CompiledTarget | None) -> str:
+    def _until_holds(
+        self, until: RepeatUntil, loop_id: str, outer_suffix: str, ct: CompiledTarget | None
+    ) -> str:
         now = self.s.clock.now()
         if until.time is not None:
             tz = self.s.site_tz
             assert tz is not None
-            # the loop's deadline is the next occurrence after the run started
-            deadline = until.time.next_after(self._run_start_wall(), tz)
+            deadline = until.time.next_after(self._night_reference(), tz)
             if now >= deadline:
                 return f"time {until.time} reached"
         if until.altitude_below is not None and ct is not None and self.s.visibility:
@@ -386,15 +401,24 @@ class Executor:
             if alt < until.altitude_below:
                 return f"altitude {alt:.1f}° below {until.altitude_below:g}°"
         if until.frames is not None:
-            n = sum(1 for k in self.done_frames if k.startswith(prefix))
+            n = self._loop_lights(loop_id, outer_suffix)
             if n >= until.frames:
-                return f"{n} frames taken"
+                return f"{n} light frames taken"
         return ""
 
-    def _run_start_wall(self) -> datetime:
+    def _night_reference(self) -> datetime:
+        """What clock times resolve after: the start of the night the run began in (local
+        noon), which equals "the next occurrence after the run starts" for an evening start
+        and keeps the night's meaning for a run resumed after midnight."""
         from datetime import timedelta
 
-        return self.s.clock.now() - timedelta(seconds=self.s.clock.monotonic() - self.start_clock)
+        from runner.sky import night_start
+
+        assert self.s.site_tz is not None
+        started = self.s.clock.now() - timedelta(
+            seconds=self.s.clock.monotonic() - self.start_clock
+        )
+        return night_start(started, self.s.site_tz)
 
     # ------------------------------------------------------------------ policies
 
@@ -603,7 +627,10 @@ class Executor:
         if light:
             trig.light_frame_done(self.state, hfr)
         self.done_frames[key] = str(path)
-        self.journal.record("frame", key=key, path=str(path), triggers=self.state.to_dict())
+        if light:
+            self.light_keys.add(key)
+        self.journal.record("frame", key=key, path=str(path), light=light,
+                            triggers=self.state.to_dict())
         self._count(frame_type, path)
         self.last_frame = {"path": str(path), "hfr": hfr, "type": frame_type.value,
                            "filter": self.filter,
@@ -661,8 +688,8 @@ class Executor:
             ok, reasons = self._constraints(scope.target.target)
             if not ok:
                 raise SkipTarget("constraint no longer holds: " + "; ".join(reasons))
-        for loop_id, until, prefix, _ in scope.loops:
-            reason = self._until_holds(until, prefix, scope.target)
+        for loop_id, until, outer_suffix, _ in scope.loops:
+            reason = self._until_holds(until, loop_id, outer_suffix, scope.target)
             if reason:
                 raise LoopExit(loop_id, reason)
         await self._triggers(scope)
@@ -897,8 +924,9 @@ class Executor:
         ha_hours = s.visibility(ct.target).hour_angle_at(s.clock.now())
         side = await s.mount.side_of_pier()
         minutes_past = ha_hours * 60.0
-        # a German mount on the east side looks west of the meridian before the flip
-        if minutes_past >= mf.after and minutes_past < 12 * 60 and side.value == "east":
+        # ASCOM convention: a target slewed to before the meridian is on pier side "west" and
+        # stays so as it crosses; the flip puts the mount on "east"
+        if mf.after <= minutes_past < 12 * 60 and side.value == "west":
             self.bus.emit("trigger", kind="meridian_flip", hour_angle=ha_hours)
             self._fire("begin_meridian_flip")
             try:
@@ -914,7 +942,10 @@ class Executor:
         elif w.until is not None:
             assert s.site_tz is not None
             now = s.clock.now()
-            target_time = w.until.next_after(now, s.site_tz)
+            target_time = w.until.next_after(self._night_reference(), s.site_tz)
+            if target_time < now:
+                self.bus.emit("warning", message=f"wait until {w.until}: already past")
+                return
             self.bus.emit("waiting", until=target_time.isoformat())
             await s.clock.sleep((target_time - now).total_seconds())
         elif w.altitude is not None and scope.target is not None and s.visibility is not None:

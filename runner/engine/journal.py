@@ -29,15 +29,12 @@ class ResumeState:
     run_id: str
     frames: dict[str, str] = field(default_factory=dict)  # frame key → file path
     intents: dict[str, str] = field(default_factory=dict)  # frame key → path being written
+    lights: set[str] = field(default_factory=set)  # keys of the light frames
     iterations: set[str] = field(default_factory=set)  # loop iteration keys completed
     targets_done: set[str] = field(default_factory=set)
     trigger_state: dict[str, Any] | None = None
     startup_done: bool = False
     finished: bool = False
-
-    def loop_frames(self, loop_prefix: str) -> int:
-        """Light frames recorded under a loop (for ``repeat: until: frames``)."""
-        return sum(1 for k in self.frames if k.startswith(loop_prefix))
 
 
 class Journal:
@@ -83,6 +80,8 @@ def resume_state(path: Path) -> ResumeState:
         elif t == "frame":
             state.frames[e["key"]] = e["path"]
             state.intents.pop(e["key"], None)
+            if e.get("light", True):
+                state.lights.add(e["key"])
             state.trigger_state = e.get("triggers", state.trigger_state)
         elif t == "iteration_done":
             state.iterations.add(e["key"])

@@ -98,7 +98,8 @@ class Run:
         speed = options.speed or equipment.simulation.speed
         if options.dry_run and options.speed is None:
             speed = 1000.0
-        self.clock: Clock = ScaledClock(speed=speed, start=options.start)
+        self.clock = ScaledClock(speed=speed, start=options.start)
+        self.clock.hold()  # simulated time starts when the night does, not during set-up
         self.executor: Executor | None = None
         self._night: asyncio.Task[None] | None = None
         self.abort_reason: str | None = None
@@ -180,7 +181,7 @@ class Run:
                 "plan_name": self.plan.name, "plan_digest": digest,
                 "started": datetime.now(UTC).isoformat(), "dry_run": self.opt.dry_run,
             }, indent=2))
-        bus = EventBus(run_dir / "events.jsonl")
+        bus = EventBus(run_dir / "events.jsonl", clock=self.clock)
         self.bus = bus
         listener_close = self._attach_progress(bus)
         journal = Journal(run_dir / "journal.jsonl")
@@ -196,6 +197,7 @@ class Run:
             async with self._services(data, bus) as services:
                 self.executor = Executor(self.program, services, bus, journal, resume)
                 self.executor.start_clock = clock_start
+                self.clock.release()
                 outcome = await self._drive(bus)
         except NightrunnerError as exc:
             bus.emit("error", message=f"run could not start: {exc}")
@@ -322,7 +324,9 @@ class Run:
             if devices.filter_wheel is not None:
                 slots = {n: i for i, n in enumerate(await devices.filter_wheel.names())}
             tz = _site_tz(self.plan)
-            visibility = _visibility_factory(self.plan, self.clock.now())
+            visibility = _visibility_factory(self.plan, self.clock.now(), tz)
+            # the sky grids take a second or two to compute: do it now, off the event loop
+            await asyncio.to_thread(_prefetch, visibility, self.plan, self.clock.now())
             stacking = None
             if not self.opt.dry_run and any(t.stack for t in self.plan.targets):
                 from runner.engine.stacking_link import StackingLink
@@ -405,18 +409,30 @@ def _site_tz(plan: Plan) -> Any:
     return site_timezone(plan.site)
 
 
-def _visibility_factory(plan: Plan, start: datetime) -> Any:
+def _visibility_factory(plan: Plan, start: datetime, tz: Any) -> Any:
+    """Constraint evaluation per target. Clock times resolve after the start of the night
+    (local noon), so a run resumed after midnight keeps the night's windows."""
+    from runner.sky import night_start
     from runner.sky.visibility import TargetVisibility
 
+    reference = night_start(start, tz)
     cache: dict[int, TargetVisibility] = {}
 
     def get(t: Target) -> TargetVisibility:
         v = cache.get(id(t))
         if v is None:
-            v = cache[id(t)] = TargetVisibility(t, plan.site, start)
+            v = cache[id(t)] = TargetVisibility(t, plan.site, reference)
         return v
 
     return get
+
+
+def _prefetch(visibility: Any, plan: Plan, start: datetime) -> None:
+    from datetime import timedelta
+
+    views = [visibility(t) for t in plan.targets]
+    if views:
+        views[0].prefetch(views[1:], start, start + timedelta(hours=24))
 
 
 def _autofocuser(devices: Any, eq: Equipment, clock: Clock, bus: EventBus) -> Any:

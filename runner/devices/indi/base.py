@@ -30,6 +30,8 @@ from runner.errors import DeviceDisconnected, DeviceError, DeviceTimeout
 
 #: Seconds for the device list to arrive and for a driver to connect its hardware.
 CONNECT_TIMEOUT = 30.0
+#: No new property for this long after connecting: the driver has defined them all, s.
+DEFINITIONS_QUIET = 0.2
 #: How long a setting waits for an answer carrying the values sent, after an Ok without, s.
 ADJUST_GRACE = 0.5
 #: Once one device is defined, how long a named device may take to appear, s.
@@ -113,6 +115,7 @@ class IndiDevice(Device):
                 f"{self.label}: waiting for {self.key_property}",
                 CONNECT_TIMEOUT,
             )
+            await self._definitions_settled(name)
             self._connected = True
             await self._on_connect()
         except BaseException:
@@ -123,6 +126,20 @@ class IndiDevice(Device):
 
     async def _on_connect(self) -> None:
         """Adapter set-up after the driver is connected."""
+
+    async def _definitions_settled(self, name: str) -> None:
+        """Wait until the driver has stopped defining properties (it defines them one by one
+        after connecting), at most the connect timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CONNECT_TIMEOUT
+        count, since = -1, loop.time()
+        while loop.time() < deadline:
+            now_count = len(self.server.property_names(name))
+            if now_count != count:
+                count, since = now_count, loop.time()
+            elif loop.time() - since >= DEFINITIONS_QUIET:
+                return
+            await asyncio.sleep(0.02)
 
     async def disconnect(self) -> None:
         """Release the server connection (the driver stays connected for other clients)."""

@@ -81,9 +81,17 @@ class IndiCamera(IndiDevice, Camera):
             await self._send("CCD_COMPRESSION", {"INDI_DISABLED": True})
         await self.server.set_blob_mode(self._dev(), "CCD1", True)
 
-        def sized() -> bool:  # drivers fill in the sensor size just after connecting
-            info, frame = self._prop("CCD_INFO"), self._prop("CCD_FRAME")
-            return info.number("CCD_MAX_X") > 0 and frame.number("WIDTH") > 0
+        device = self._dev()
+
+        def sized() -> bool:  # drivers define and fill in the sensor size after connecting
+            info = self.server.prop(device, "CCD_INFO")
+            frame = self.server.prop(device, "CCD_FRAME")
+            return (
+                info is not None
+                and frame is not None
+                and info.values.get("CCD_MAX_X", 0.0) != 0.0
+                and frame.values.get("WIDTH", 0.0) != 0.0
+            )
 
         await self.server.wait_until(sized, f"{self.label}: sensor size", self.timeout)
 

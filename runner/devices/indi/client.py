@@ -346,6 +346,10 @@ class IndiServer:
         with self._mirror.lock:
             return sorted({d for d, _ in self._mirror.props})
 
+    def property_names(self, device: str) -> list[str]:
+        with self._mirror.lock:
+            return [n for d, n in self._mirror.props if d == device]
+
     def prop(self, device: str, name: str) -> PropertyView | None:
         with self._mirror.lock:
             return self._mirror.props.get((device, name))
