@@ -31,7 +31,7 @@ from runner.errors import DeviceDisconnected, DeviceError, DeviceTimeout
 #: Seconds for the device list to arrive and for a driver to connect its hardware.
 CONNECT_TIMEOUT = 30.0
 #: No new property for this long after connecting: the driver has defined them all, s.
-DEFINITIONS_QUIET = 0.2
+DEFINITIONS_QUIET = 0.1
 #: How long a setting waits for an answer carrying the values sent, after an Ok without, s.
 ADJUST_GRACE = 0.5
 #: Once one device is defined, how long a named device may take to appear, s.
