@@ -50,6 +50,7 @@ def build_alpaca_devices(equipment: Equipment, clock: Clock) -> dict[str, Device
             _address(cam),
             _number(cam, "camera"),
             clock,
+            egain=cam.egain,
             download_timeout=max(30.0, 10.0 * cam.download_time),
         )
     fw = equipment.filter_wheel

@@ -92,15 +92,19 @@ class AlpacaCamera(AlpacaDevice, Camera):
         number: int,
         clock: Clock,
         *,
+        egain: float = 1.0,
         timeout: float = DEFAULT_TIMEOUT,
         download_timeout: float = 120.0,
     ) -> None:
+        """``egain`` (e⁻/ADU, from the equipment profile) is used when the driver does not
+        report ``ElectronsPerADU``."""
         super().__init__(
             _AlpycaCamera(address, number),
             f"Alpaca camera {number} at {address}",
             timeout=timeout,
         )
         self.clock = clock
+        self.egain = egain
         self.download_timeout = download_timeout
         self._caps: _Caps | None = None
         self._roi: RoiBox | None = None  # None: full frame
@@ -131,7 +135,7 @@ class AlpacaCamera(AlpacaDevice, Camera):
             can_cooler_power=bool(await g("CanGetCoolerPower")),
             can_abort=bool(await g("CanAbortExposure")),
             can_stop=bool(await g("CanStopExposure")),
-            egain=float(egain) if egain is not None else 1.0,
+            egain=float(egain) if egain is not None else self.egain,
             bayer=bayer,
             exposure_min=float(exp_min) if exp_min is not None else 0.0,
             exposure_max=float(exp_max) if exp_max is not None else float("inf"),
