@@ -16,7 +16,7 @@ from typing import Any
 from runner.devices.interfaces import Frame
 from runner.plan.equipment import Equipment
 from runner.plan.models import Plan
-from runner.storage.fits import FrameMeta, save_frame
+from runner.storage.fits import FrameMeta, write_fits
 from runner.storage.naming import expand, frame_path
 
 
@@ -75,9 +75,13 @@ class FrameStore:
             guiding=stats,
             hfr=meta.get("hfr"),
         )
-        written = await save_frame(path, frame, fm)
+        return await asyncio.to_thread(self._write_and_index, path, frame, fm)
+
+    def _write_and_index(self, path: Path, frame: Frame, fm: FrameMeta) -> Path:
+        """One trip off the event loop for both: the frame is written, then remembered."""
+        written = write_fits(path, frame, fm)
         if self._index is not None:
-            await asyncio.to_thread(self._index.add_frame, written, frame, fm)
+            self._index.add_frame(written, frame, fm)
         return written
 
     def close(self) -> None:

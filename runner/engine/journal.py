@@ -45,11 +45,15 @@ class Journal:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
-    def record(self, kind: str, **fields: Any) -> None:
+    def record(self, kind: str, *, durable: bool = True, **fields: Any) -> None:
+        """Append an entry. ``durable=False`` skips the fsync: the entry survives a crash of
+        the process (it is in the kernel's page cache) but maybe not a power cut — enough for
+        write *intents*, whose loss can only leave an extra frame on disk, never lose one."""
         entry = {"type": kind, "at": datetime.now(UTC).isoformat(), **fields}
         line = (json.dumps(entry, separators=(",", ":"), default=str) + "\n").encode()
         os.write(self._fd, line)
-        os.fsync(self._fd)
+        if durable:
+            os.fsync(self._fd)
 
     def close(self) -> None:
         if self._fd >= 0:
