@@ -13,9 +13,12 @@ with ``scripts/install-backends.sh``.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import importlib.util
 import os
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -35,6 +38,7 @@ from runner.clock import ScaledClock
 from runner.devices.interfaces import Camera, Device, FilterWheel, Focuser, Mount, SafetyMonitor
 from runner.plan.equipment import Equipment
 
+PR_SET_PDEATHSIG = 1  # <sys/prctl.h>
 INSTALL_HINT = "install the simulator servers with: bash scripts/install-backends.sh"
 START_TIMEOUT = 30.0
 
@@ -67,6 +71,14 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def _die_with_parent() -> None:
+    """In the forked child: get SIGTERM when pytest dies, so that a killed or crashed run
+    (whose fixture finalizers never run) leaves no server behind. Linux ``prctl``."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -167,6 +179,8 @@ def alpaca_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=directory,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
     url = f"http://127.0.0.1:{port}/api/v1/camera/0/connected"
 
@@ -261,6 +275,7 @@ def indi_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             cwd=directory,
             env=env,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
 
     def ready() -> bool:
