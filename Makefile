@@ -4,10 +4,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DATA ?= nightrunner-data
 
-.PHONY: install demo test lint typecheck pytest bench schemas
+.PHONY: install install-test demo test lint typecheck pytest bench schemas
 
 install:
 	bash scripts/setup.sh
+
+# the tests also start real Alpaca simulators and indiserver: Debian and PyPI packages
+install-test: install
+	bash scripts/install-backends.sh
 
 demo: install
 	$(VENV)/bin/nightrunner validate plans/demo.yaml
@@ -22,7 +26,7 @@ typecheck:
 pytest:
 	$(PY) -m pytest -q -p no:cacheprovider
 
-test: install lint typecheck pytest
+test: install-test lint typecheck pytest
 
 schemas: install
 	$(VENV)/bin/nightrunner schema --write

@@ -39,10 +39,12 @@ if [ -f "$stamp" ] && [ ! pyproject.toml -nt "$stamp" ] &&
   "$PY" -c "import alpaca, alpaca_simulators, PyIndi" 2>/dev/null; then
   exit 0
 fi
-if ! "$PY" -m pip install --quiet -e ".[dev,indi]"; then
+# compat editable mode, as scripts/setup.sh: no import hook slowing every cold start
+PIP=("$PY" -m pip install --quiet -e ".[dev,indi]" --config-settings editable_mode=compat)
+if ! "${PIP[@]}"; then
   echo "install-backends: retrying with the packages needed to compile pyindi-client" >&2
   apt_install build-essential swig libindi-dev libcfitsio-dev zlib1g-dev libnova-dev
-  "$PY" -m pip install --quiet -e ".[dev,indi]"
+  "${PIP[@]}"
 fi
 "$PY" -c "import alpaca, alpaca_simulators, PyIndi"
 command -v indiserver >/dev/null

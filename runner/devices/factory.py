@@ -8,7 +8,9 @@ added here by their adapters, one ``_build_<backend>`` per device kind.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from runner.clock import Clock
 from runner.devices.interfaces import Camera, Device, FilterWheel, Focuser, Mount, SafetyMonitor
@@ -68,40 +70,48 @@ class DeviceSet:
             raise first
 
 
-def _unavailable(kind: str, conn: Connection) -> DeviceError:
-    return DeviceError(
-        f"{kind}: the '{conn.backend}' back-end is not available yet "
-        "(use backend: simulator in the equipment profile)"
-    )
-
-
 def build_devices(equipment: Equipment, clock: Clock, *, site: Site | None = None) -> DeviceSet:
     """Instantiate (not connect) the devices of ``equipment`` on ``clock``.
 
     Raises:
-        DeviceError: a device names a back-end that is not available.
+        PlanError: a device identifier in the profile is unusable.
     """
-    profiles: list[tuple[str, Connection | None]] = [
-        ("camera", equipment.camera),
-        ("filter wheel", equipment.filter_wheel),
-        ("focuser", equipment.focuser),
-        ("mount", equipment.mount),
-        ("safety monitor", equipment.safety),
-    ]
-    for kind, conn in profiles:
-        if conn is not None and conn.backend != "simulator":
-            raise _unavailable(kind, conn)
+    profiles: dict[str, Connection | None] = {
+        "camera": equipment.camera,
+        "filter_wheel": equipment.filter_wheel,
+        "focuser": equipment.focuser,
+        "mount": equipment.mount,
+        "safety": equipment.safety,
+    }
+    backends = {c.backend for c in profiles.values() if c is not None}
+    real: dict[str, Device] = {}
+    # adapters are imported only when a profile names them: `validate` and the simulators
+    # never pay for alpyca or pyindi-client
+    if "alpaca" in backends:
+        from runner.devices.alpaca import build_alpaca_devices
+
+        real.update(build_alpaca_devices(equipment, clock))
+    if "indi" in backends:
+        from runner.devices.indi import build_indi_devices
+
+        real.update(build_indi_devices(equipment, clock))
     world = SimWorld(clock, equipment)
     if site is not None:
         world.site_latitude = site.latitude
         world.site_longitude = site.longitude
+
+    def pick(name: str, make: Callable[[], Device]) -> Any:
+        conn = profiles[name]
+        if conn is None:
+            return None
+        return real[name] if conn.backend != "simulator" else make()
+
+    fw, foc, mnt = equipment.filter_wheel, equipment.focuser, equipment.mount
     return DeviceSet(
-        camera=SimCamera(world, equipment.camera),
-        filter_wheel=SimFilterWheel(world, equipment.filter_wheel)
-        if equipment.filter_wheel
-        else None,
-        focuser=SimFocuser(world, equipment.focuser) if equipment.focuser else None,
-        mount=SimMount(world, equipment.mount) if equipment.mount else None,
-        safety=SimSafetyMonitor(world) if equipment.safety else None,
-        world=world,
+        camera=pick("camera", lambda: SimCamera(world, equipment.camera)),
+        filter_wheel=pick("filter_wheel", lambda: SimFilterWheel(world, fw)),
+        focuser=pick("focuser", lambda: SimFocuser(world, foc)),
+        mount=pick("mount", lambda: SimMount(world, mnt)),
+        safety=pick("safety", lambda: SimSafetyMonitor(world)),
+        world=world if "simulator" in backends else None,
     )

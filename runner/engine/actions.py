@@ -79,7 +79,13 @@ async def move_focuser(focuser: Focuser, clock: Clock, position: int, timeout: f
 async def slew(mount: Mount, clock: Clock, ra: float, dec: float, timeout: float) -> None:
     if await mount.is_parked():
         await mount.unpark()
-    await mount.set_tracking(True)
+
+        async def unparked() -> bool:
+            return not await mount.is_parked()
+
+        await _poll_until(clock, unparked, "unpark", timeout)
+    # each back-end's slew_to leaves the mount tracking the target, the way its protocol does
+    # it (ASCOM: Tracking before SlewToCoordinatesAsync; INDI: ON_COORD_SET=TRACK)
     await mount.slew_to(ra, dec)
 
     async def stopped() -> bool:

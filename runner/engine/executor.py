@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from pathlib import Path
@@ -848,7 +848,28 @@ class Executor:
 
     # ------------------------------------------------------------------ filter, focus, mount
 
+    @contextlib.asynccontextmanager
+    async def _guiding_paused(self, during: str) -> AsyncIterator[None]:
+        """Pause guiding around an operation when ``defaults.guiding.pause_during`` says so;
+        resuming waits for the guider to settle again before anything is exposed."""
+        g = self.s.guider
+        wanted = during in self.p.plan.defaults.guiding.pause_during
+        if not (wanted and self.guiding and g is not None):
+            yield
+            return
+        await g.pause(True)
+        self.bus.emit("guiding", state="paused", during=during)
+        try:
+            yield
+        finally:
+            await g.pause(False)
+            self.bus.emit("guiding", state="guiding", during=during)
+
     async def _change_filter(self, name: str) -> None:
+        async with self._guiding_paused("filter"):
+            await self._move_filter(name)
+
+    async def _move_filter(self, name: str) -> None:
         s = self.s
         if s.filter_wheel is None:
             raise DeviceError("no filter wheel")
@@ -898,7 +919,8 @@ class Executor:
         s = self.s
         if s.autofocus is None or s.focuser is None:
             raise DeviceError("autofocus needs a focuser")
-        result = await s.autofocus(settings, self.filter)
+        async with self._guiding_paused("autofocus"):
+            result = await s.autofocus(settings, self.filter)
         self.counters.autofocus_runs += 1
         temperature = None
         with contextlib.suppress(DeviceError):

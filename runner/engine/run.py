@@ -321,8 +321,14 @@ class Run:
             )
             stack.callback(frames.close)
             slots: dict[str, int] = {}
-            if devices.filter_wheel is not None:
-                slots = {n: i for i, n in enumerate(await devices.filter_wheel.names())}
+            if devices.filter_wheel is not None and eq.filter_wheel is not None:
+                # the profile names the slots (plans use these names); the wheel's own names
+                # are only compared, since drivers often report "Filter 1", "Red" …
+                slots = {f.name: i for i, f in enumerate(eq.filter_wheel.filters)}
+                reported = await devices.filter_wheel.names()
+                if reported[: len(slots)] != list(slots):
+                    bus.emit("warning", message="filter wheel reports slots "
+                             f"{reported}; using the profile's names {list(slots)} in order")
             tz = _site_tz(self.plan)
             visibility = _visibility_factory(self.plan, self.clock.now(), tz)
             # the sky grids take a second or two to compute: do it now, off the event loop

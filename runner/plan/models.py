@@ -114,9 +114,21 @@ class ExposeSettings(Model):
     binning: int = Field(1, ge=1, le=16, description="Binning, same in X and Y.")
 
 
+class GuidingOptions(Model):
+    """How guiding behaves around other operations."""
+
+    pause_during: list[Literal["filter", "autofocus"]] = Field(
+        default_factory=list,
+        description="Pause guiding while the filter changes or an autofocus runs (for rigs "
+        "whose guide camera sees through the filters, or an off-axis guider that loses the "
+        "star while focusing); guiding resumes, and settles, afterwards.",
+    )
+
+
 class Defaults(Model):
     expose: ExposeSettings = Field(default_factory=ExposeSettings)
     settle: Settle = Field(default_factory=Settle)
+    guiding: GuidingOptions = Field(default_factory=GuidingOptions)
     output: str = Field(
         "{target}/{filter}/{target}_{filter}_{exposure}s_{seq:04d}.fits",
         description="Frame path template, relative to the data directory. Fields: target, "

@@ -212,7 +212,16 @@ async def test_factory_builds_simulators_on_one_world() -> None:
     assert bare.focuser is None and bare.mount is None and bare.safety is None
 
 
-def test_factory_rejects_back_ends_it_does_not_have() -> None:
-    eq = Equipment(name="real", focuser=FocuserProfile(backend="indi"))
-    with pytest.raises(DeviceError, match="focuser: the 'indi' back-end is not available"):
-        build_devices(eq, ScaledClock())
+def test_factory_mixes_real_back_ends_with_simulators_per_device() -> None:
+    from runner.devices.alpaca.camera import AlpacaCamera
+    from runner.devices.indi.focuser import IndiFocuser
+    from runner.devices.sim import SimCamera as Sim
+    from runner.plan.equipment import CameraProfile
+
+    eq = Equipment(name="mixed", focuser=FocuserProfile(backend="indi"))
+    devices = build_devices(eq, ScaledClock())
+    assert isinstance(devices.focuser, IndiFocuser) and isinstance(devices.camera, Sim)
+    assert not devices.focuser.connected  # building does no I/O
+    eq = Equipment(name="alpaca cam", camera=CameraProfile(backend="alpaca", device=0))
+    devices = build_devices(eq, ScaledClock())
+    assert isinstance(devices.camera, AlpacaCamera) and devices.world is None

@@ -192,3 +192,27 @@ def test_run_start_is_the_reference_for_clock_times() -> None:
     assert parse_clock_time("20:10").next_after(start, tz) - start == timedelta(minutes=10)
     assert parse_clock_time("19:50").next_after(start, tz) - start == timedelta(hours=23,
                                                                                 minutes=50)
+
+
+def test_guiding_pauses_around_filter_changes_when_the_plan_says_so(rig: Rig) -> None:
+    plan = rig.write(f"""\
+        defaults:
+          guiding: {{pause_during: [filter]}}
+        startup: [{{guide: start}}]
+        targets:
+          - name: NGC 188
+            coordinates: {CLUSTER}
+            sequence:
+              - each_filter: [L, R]
+                steps: [{{expose: {{count: 1, exposure: 5}}}}]
+        shutdown: [{{guide: stop}}]
+        """, guider=True)
+    result = rig.run(plan, speed=100)
+    assert result.outcome == "completed"
+    sequence = [(e["event"], e.get("state"), e.get("filter"))
+                for e in rig.events(result) if e["event"] in ("guiding", "filter")]
+    assert sequence[:7] == [
+        ("guiding", "guiding", None),
+        ("guiding", "paused", None), ("filter", None, "L"), ("guiding", "guiding", None),
+        ("guiding", "paused", None), ("filter", None, "R"), ("guiding", "guiding", None),
+    ]
