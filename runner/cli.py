@@ -169,6 +169,70 @@ def estimate(
     raise typer.Exit(estimate_main(plan, date, as_json))
 
 
+@app.command()
+def images(
+    data_dir: Annotated[Path, typer.Option(help="The data directory of the runs.")] = Path(
+        "nightrunner-data"
+    ),
+    target: Annotated[str | None, typer.Option(help="Only this target.")] = None,
+    filter_name: Annotated[str | None, typer.Option("--filter", help="Only this filter.")] = None,
+    frame_type: Annotated[
+        str | None, typer.Option("--type", help="light, dark, flat or bias.")
+    ] = None,
+    run_id: Annotated[str | None, typer.Option("--run", help="Only frames of this run.")] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="At most this many, newest first.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON records.")] = False,
+) -> None:
+    """Recall frames from the image index: what was taken, when, and how good it was."""
+    import json
+    from dataclasses import asdict
+
+    from runner.storage.index import INDEX_FILENAME, ImageIndex
+
+    if not (data_dir / INDEX_FILENAME).is_file():
+        typer.echo(f"error: no image index in {data_dir}", err=True)
+        raise typer.Exit(1)
+    index = ImageIndex(data_dir)
+    try:
+        rows = index.query(target=target, filter=filter_name, frame_type=frame_type,
+                           run_id=run_id, limit=limit, newest_first=limit is not None)
+    finally:
+        index.close()
+    if as_json:
+        typer.echo(json.dumps([asdict(r) for r in rows], indent=2, default=str))
+        return
+    for r in rows:
+        hfr = f"{r.hfr:.2f}" if r.hfr is not None else "-"
+        rms = f"{r.guide_rms:.2f}{r.guide_unit or ''}" if r.guide_rms is not None else "-"
+        typer.echo(f"{r.date_obs:%Y-%m-%d %H:%M:%S} {r.frame_type:5} {r.target or '-':12} "
+                   f"{r.filter or '-':5} {r.exposure:7.1f}s HFR {hfr:>5} RMS {rms:>9} {r.path}")
+    typer.echo(f"{len(rows)} frames")
+
+
+@app.command()
+def scan(
+    backend: Annotated[str, typer.Argument(help="simulator, alpaca or indi.")],
+    address: Annotated[
+        str | None, typer.Option(help="host:port (Alpaca 127.0.0.1:11111, INDI :7624).")
+    ] = None,
+) -> None:
+    """List the devices a back-end offers, for the equipment profile's `device:` fields."""
+    import asyncio
+
+    from runner.devices.scan import scan as scan_devices
+    from runner.errors import DeviceError
+
+    try:
+        found = asyncio.run(scan_devices(backend, address))
+    except DeviceError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    for d in found:
+        typer.echo(f"{d.kind:12} device: {d.device!s:24} {d.name}")
+
+
 _FORWARD = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 
 

@@ -154,6 +154,66 @@ class Camera(Device):
     @abc.abstractmethod
     async def binning(self) -> int: ...
 
+    # ------------------------------------------------------------------ seed 003 by name
+    # `poll`, `get_parameter` and `set_parameter` address the typed operations above by name
+    # (for the control plane and scripts); back-ends implement only the typed ones.
+
+    PARAMETERS: tuple[str, ...] = (
+        "gain", "offset", "binning", "roi", "temperature", "set_point", "cooler_on",
+        "cooler_power",
+    )
+
+    async def poll(self) -> dict[str, Any]:
+        """The newest information about the camera: its description, state and settings."""
+        info = await self.info()
+        out: dict[str, Any] = {
+            "name": info.name, "width": info.width, "height": info.height,
+            "pixel_size": info.pixel_size, "max_binning": info.max_binning,
+            "has_cooler": info.has_cooler, "egain": info.egain, "bayer": info.bayer,
+            "connected": self.connected, "exposure": (await self.exposure_status()).value,
+        }
+        for name in self.PARAMETERS:
+            if name.startswith(("cooler", "set_point", "temperature")) and not info.has_cooler:
+                continue
+            try:
+                out[name] = await self.get_parameter(name)
+            except NotImplementedError:
+                continue
+        return out
+
+    async def get_parameter(self, name: str) -> Any:
+        getters = {
+            "gain": self.gain, "offset": self.offset, "binning": self.binning,
+            "temperature": self.temperature, "set_point": self.set_point,
+            "cooler_on": self.cooler_on, "cooler_power": self.cooler_power,
+        }
+        if name == "roi":
+            r = await self.roi()
+            return {"start_x": r.x, "start_y": r.y, "width": r.width, "height": r.height}
+        if name not in getters:
+            known = ", ".join(self.PARAMETERS)
+            raise KeyError(f"unknown camera parameter '{name}' (one of {known})")
+        return await getters[name]()
+
+    async def set_parameter(self, name: str, value: Any) -> None:
+        if name == "gain":
+            await self.set_gain(int(value))
+        elif name == "offset":
+            await self.set_offset(int(value))
+        elif name == "binning":
+            await self.set_binning(int(value[0] if isinstance(value, list | tuple) else value))
+        elif name == "roi":
+            await self.set_roi(None if value is None else RoiBox(
+                int(value["start_x"]), int(value["start_y"]), int(value["width"]),
+                int(value["height"])))
+        elif name == "set_point":
+            await self.set_temperature(float(value))
+        elif name == "cooler_on":
+            await self.set_cooler(bool(value))
+        else:
+            raise KeyError(f"camera parameter '{name}' cannot be set (settable: gain, offset, "
+                           "binning, roi, set_point, cooler_on)")
+
 
 class FilterWheel(Device):
     @abc.abstractmethod

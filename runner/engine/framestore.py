@@ -21,8 +21,11 @@ from runner.storage.naming import expand, frame_path
 
 
 class FrameStore:
-    def __init__(self, data_dir: Path, plan: Plan, equipment: Equipment, world: Any) -> None:
+    def __init__(
+        self, data_dir: Path, plan: Plan, equipment: Equipment, run_id: str | None = None
+    ) -> None:
         self.data_dir = data_dir
+        self.run_id = run_id
         self.plan = plan
         self.eq = equipment
         self._seq: dict[tuple[str, ...], int] = {}
@@ -81,7 +84,7 @@ class FrameStore:
         """One trip off the event loop for both: the frame is written, then remembered."""
         written = write_fits(path, frame, fm)
         if self._index is not None:
-            self._index.add_frame(written, frame, fm)
+            self._index.add_frame(written, frame, fm, run_id=self.run_id)
         return written
 
     def close(self) -> None:

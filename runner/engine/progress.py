@@ -32,7 +32,7 @@ def _describe(e: dict[str, Any]) -> str:
     if ev == "autofocus":
         best = e.get("best_position", e.get("position"))
         return f"autofocus → {best} (HFR {e.get('hfr', e.get('final_hfr', '?'))})"
-    fields = " ".join(f"{k}={v}" for k, v in e.items() if k not in ("event", "time"))
+    fields = " ".join(f"{k}={v}" for k, v in e.items() if k not in ("event", "time", "clock"))
     return f"{ev} {fields}".rstrip()
 
 

@@ -194,7 +194,7 @@ class Run:
         clock_start = self.clock.monotonic()
         outcome = "failed"
         try:
-            async with self._services(data, bus) as services:
+            async with self._services(data, bus, run_dir.name) as services:
                 self.executor = Executor(self.program, services, bus, journal, resume)
                 self.executor.start_clock = clock_start
                 self.clock.release()
@@ -299,7 +299,9 @@ class Run:
     # ------------------------------------------------------------------ collaborators
 
     @contextlib.asynccontextmanager
-    async def _services(self, data: Path, bus: EventBus) -> AsyncIterator[Services]:
+    async def _services(
+        self, data: Path, bus: EventBus, run_id: str
+    ) -> AsyncIterator[Services]:
         from runner.devices.factory import build_devices
         from runner.engine.framestore import FrameStore, NullFrameStore
 
@@ -317,7 +319,7 @@ class Run:
                 )
             frames = (
                 NullFrameStore() if self.opt.dry_run
-                else FrameStore(data, self.plan, eq, devices.world)
+                else FrameStore(data, self.plan, eq, run_id)
             )
             stack.callback(frames.close)
             slots: dict[str, int] = {}

@@ -263,3 +263,70 @@ def test_exposures_never_start_before_the_dither_settled(rig: Rig) -> None:
     # 9 lights; "every 2" counts across filters: dithers before lights 3, 5, 7, 9
     assert [i for i, g in enumerate(gaps) if "dithered" in g] == [2, 4, 6, 8]
     assert result.summary["dithers"] == 4
+
+
+def test_sigterm_runs_the_shutdown_and_a_second_signal_is_ignored(rig: Rig) -> None:
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    plan = rig.write(
+        f"""\
+        startup: [{{cool: {{to: 0, rate: 30}}}}]
+        targets:
+          - name: NGC 188
+            coordinates: {CLUSTER}
+            sequence: [{{filter: L}}, {{expose: {{count: 50, exposure: 60}}}}]
+        """,
+        shutdown="shutdown:\n  - warm: {to: 10, rate: 2}\n  - park: {}\n",
+    )
+    nr = str(Path(sys.executable).parent / "nightrunner")
+    proc = subprocess.Popen(
+        [nr, "run", str(plan), "--data-dir", str(rig.data), "--speed", "20", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not list(rig.data.rglob("*.fits")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)  # shutdown is warming the camera (slowly): a second signal changes nothing
+    os.kill(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    summary = json.loads(out)
+    assert summary["outcome"] == "aborted" and summary["abort_reason"] == "signal SIGTERM"
+    events = [json.loads(x) for x in
+              (Path(summary["run_dir"]) / "events.jsonl").read_text().splitlines()]
+    kinds = [e["event"] for e in events]
+    assert "parked" in kinds[kinds.index("abort"):]
+    assert any("signal SIGINT during shutdown: ignored" in e.get("message", "")
+               for e in events)
+
+
+def test_a_lost_guide_star_is_recovered_before_the_next_exposure(rig: Rig) -> None:
+    plan = rig.write(
+        f"""\
+        startup: [{{guide: start}}]
+        triggers:
+          - star_lost: {{wait: 90, restart_guiding: true, then: skip_target}}
+        targets:
+          - name: NGC 188
+            coordinates: {CLUSTER}
+            sequence: [{{filter: L}}, {{expose: {{count: 4, exposure: 20}}}}]
+        """,
+        shutdown=SHUTDOWN,
+        guider=True,
+        faults="[{kind: star_lost, at_frame: 2, duration: 40}]",
+    )
+    result = rig.run(plan, speed=50)
+    assert result.outcome == "completed"
+    events = rig.events(result)
+    warnings = [e["message"] for e in names(events, "warning")]
+    assert any("guide star lost" in w for w in warnings)
+    assert result.summary["frames"]["light"] == 4
+    assert [e["state"] for e in names(events, "state")].count("imaging:recover_guiding") == 1
+    assert names(events, "target_end")[0]["status"] == "completed"

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 
 from astropy.io import fits
+from typer.testing import CliRunner
 
+from runner.cli import app
 from runner.storage.index import ImageIndex
 from tests.engine.conftest import CLUSTER, Rig, names
 
@@ -58,7 +60,13 @@ def test_lrgb_run_leaves_readable_frames_with_the_headers_stackers_read(rig: Rig
     index = ImageIndex(rig.data)
     assert index.count() == 5
     assert index.count(target="NGC 188", filter="R") == 3
+    assert {r.run_id for r in index.query()} == {result.run_dir.name}
     index.close()
+    recalled = CliRunner().invoke(app, ["images", "--data-dir", str(rig.data), "--type", "dark",
+                                        "--json"])
+    assert recalled.exit_code == 0
+    [dark] = json.loads(recalled.output)
+    assert dark["frame_type"] == "dark" and dark["exposure"] == 10
     summary = json.loads((result.run_dir / "summary.json").read_text())
     assert summary["outcome"] == "completed"
     assert summary["frames"]["light"] == 4 and summary["frames"]["dark"] == 1
@@ -99,3 +107,23 @@ def test_new_nights_never_overwrite_earlier_frames(rig: Rig) -> None:
     rig.run(plan)
     rig.run(plan)
     assert [p.name for p in rig.fits()] == [f"NGC 188_L_5s_000{i}.fits" for i in (1, 2, 3, 4)]
+
+
+def test_live_stacking_runs_beside_acquisition_and_saves_per_target(rig: Rig) -> None:
+    plan = rig.write(f"""\
+        targets:
+          - name: NGC 188
+            coordinates: {CLUSTER}
+            stack: {{align: stars, reject: sigma, kappa: 3}}
+            sequence: [{{filter: L}}, {{expose: {{count: 6, exposure: 30}}}}]
+        """)
+    result = rig.run(plan, speed=100)
+    assert result.outcome == "completed"
+    saved = names(rig.events(result), "stack_saved")
+    assert len(saved) == 1
+    status = saved[0]["status"]
+    assert status["frames"] == 6 and status["stacked"] + status["dropped"] == 6
+    assert status["stacked"] >= 4
+    final = json.loads((rig.data / "stacked" / "NGC_188_final.json").read_text())
+    assert final["stacked_frames"] == status["stacked"]
+    assert (rig.data / "stacked" / "NGC_188_final.tiff").stat().st_size > 0

@@ -54,3 +54,37 @@ def test_the_engine_runs_a_plan_on_real_servers(
         assert h["IMAGETYP"] == "Light Frame" and h["XBINNING"] == 2
         assert h["EXPTIME"] == 1 and h["FILTER"] == first_filter
         assert hdul[0].data.dtype.kind in "iu" and hdul[0].data.ndim == 2
+
+
+@pytest.mark.parametrize("backend", ["alpaca", "indi"])
+def test_scanning_a_server_lists_its_devices(backend: str, request: pytest.FixtureRequest) -> None:
+    from runner.devices.scan import scan
+
+    address = request.getfixturevalue(f"{backend}_server")
+    found = asyncio.run(scan(backend, address))
+    names = {d.name for d in found}
+    if backend == "alpaca":
+        assert {"camera", "filter_wheel", "focuser", "mount"} <= {d.kind for d in found}
+    else:
+        assert {"CCD Simulator", "Telescope Simulator"} <= names
+
+
+def test_camera_parameters_by_name_follow_the_typed_api() -> None:
+    from runner.clock import ScaledClock
+    from runner.devices.factory import build_devices
+    from runner.plan.equipment import Equipment
+
+    async def scenario() -> dict[str, object]:
+        cam = build_devices(Equipment(name="sim"), ScaledClock(100)).camera
+        await cam.connect()
+        await cam.set_parameter("gain", 120)
+        await cam.set_parameter("roi", {"start_x": 8, "start_y": 4, "width": 64, "height": 32})
+        await cam.set_parameter("binning", [2, 2])
+        with pytest.raises(KeyError, match="cannot be set"):
+            await cam.set_parameter("temperature", 5)
+        return await cam.poll()
+
+    info = asyncio.run(scenario())
+    assert info["gain"] == 120 and info["binning"] == 2 and info["exposure"] == "idle"
+    assert info["roi"] == {"start_x": 8, "start_y": 4, "width": 64, "height": 32}
+    assert "temperature" in info and "cooler_power" in info
