@@ -383,10 +383,14 @@ class Executor:
             if key in self.resume.iterations:
                 continue
             inner = Scope(scope.target, f"{scope.suffix}#i{j}", scope.loops, scope.phase)
-            await self._with_policy(
-                f"{node.id}:filter", "filter", node.policy, None,
-                lambda name=name: self._change_filter(name),  # type: ignore[misc]
-            )
+            self._fire("begin_filter")
+            try:
+                await self._with_policy(
+                    f"{node.id}:filter", "filter", node.policy, None,
+                    lambda name=name: self._change_filter(name),  # type: ignore[misc]
+                )
+            finally:
+                self._fire("step_done")
             await self._run_nodes(node.body, inner)
             self.journal.record("iteration_done", key=key)
 
