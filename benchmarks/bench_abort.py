@@ -31,6 +31,7 @@ version: 1
 name: abort bench
 site: {latitude: 52.37, longitude: 4.89, timezone: Europe/Amsterdam}
 equipment: eq.yaml
+defaults: {settle: {pixels: 2, time: 2, timeout: 30}}
 startup: [{guide: start}]
 targets:
   - name: NGC 188

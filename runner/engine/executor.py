@@ -716,7 +716,20 @@ class Executor:
             return  # pause takes effect between exposures of the imaging phase
         self._fire("pause")
         self.bus.emit("paused")
-        await self._resumed.wait()
+        reported = False
+        while not self._resumed.is_set():
+            try:
+                async with asyncio.timeout(self.s.clock.to_real(30.0)):
+                    await self._resumed.wait()
+            except TimeoutError:
+                # constraints keep being evaluated while paused (SEMANTICS); the target ends
+                # at resume if they no longer hold
+                if self.target is not None and not reported:
+                    ok, reasons = self._constraints(self.target.target)
+                    if not ok:
+                        reported = True
+                        self.bus.emit("warning", message="while paused, constraints stopped "
+                                      "holding: " + "; ".join(reasons))
         self._fire("resume")
         self.bus.emit("resumed")
 
