@@ -52,11 +52,11 @@ class PlainProgress:
 class RichProgress:
     """A live panel: target, step, frame k/n, exposure countdown, temperature, HFR, guiding."""
 
-    def __init__(self, planned_lights: int) -> None:
+    def __init__(self, planned_lights: int, console: Any = None) -> None:
         from rich.console import Console
         from rich.live import Live
 
-        self.console = Console(stderr=False)
+        self.console = console or Console(stderr=False)
         self.planned = planned_lights
         self.info: dict[str, Any] = {"phase": "starting", "lights": 0}
         self.live = Live(self._render(), console=self.console, refresh_per_second=4,

@@ -127,3 +127,27 @@ def test_live_stacking_runs_beside_acquisition_and_saves_per_target(rig: Rig) ->
     final = json.loads((rig.data / "stacked" / "NGC_188_final.json").read_text())
     assert final["stacked_frames"] == status["stacked"]
     assert (rig.data / "stacked" / "NGC_188_final.tiff").stat().st_size > 0
+
+
+def test_the_terminal_panel_shows_target_frames_and_temperature() -> None:
+    import io
+
+    from rich.console import Console
+
+    from runner.engine.progress import RichProgress
+
+    out = io.StringIO()
+    panel = RichProgress(4, console=Console(file=out, force_terminal=True, width=100))
+    for e in (
+        {"event": "phase", "phase": "imaging"},
+        {"event": "target_start", "target": "NGC 188"},
+        {"event": "temperature", "ccd_temp": -9.8, "set_temp": -10},
+        {"event": "filter", "filter": "Ha"},
+        {"event": "frame", "type": "light", "hfr": 2.31, "guiding_rms": 0.62, "filter": "Ha",
+         "exposure": 300.0, "path": "x.fits"},
+    ):
+        panel({"time": "2026-11-25T20:00:00+00:00", **e})
+    panel.close()
+    screen = out.getvalue()
+    for text in ("NGC 188", "1 / 4 lights", "-9.8 °C", "2.31 px", "0.62", "Ha"):
+        assert text in screen
