@@ -48,6 +48,7 @@ from astropy.io import fits
 
 from runner.errors import StackingError
 from runner.stacking.fitsio import FrameMeta, RowReader, read_frame
+from runner.stacking.output import atomic_write_bytes
 from runner.stacking.synthetic import BAYER_PATTERNS
 
 F32 = npt.NDArray[np.float32]
@@ -203,18 +204,6 @@ def _slug(text: str) -> str:
     return _ID_SAFE.sub("_", text).strip("_") or "master"
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_fits_atomic(path: Path, data: npt.NDArray[np.generic], header: fits.Header) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".fits", dir=path.parent)
@@ -267,7 +256,7 @@ class CalibrationLibrary:
     def _add(self, master: Master) -> None:
         entries = [m.index_entry() for m in self.masters() if m.id != master.id]
         entries.append(master.index_entry())
-        _atomic_write(self.index_path, (json.dumps(entries, indent=2) + "\n").encode())
+        atomic_write_bytes(self.index_path, (json.dumps(entries, indent=2) + "\n").encode())
 
     # ---- building
 
