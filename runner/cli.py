@@ -150,7 +150,7 @@ def run(
         s = outcome.summary
         typer.echo(
             f"{s['outcome']}: {s['frames']['light']} light frames, "
-            f"{len(s['errors'])} errors; run directory {outcome.run_dir}"
+            f"{len(s['errors'])} errors; report {outcome.run_dir / 'report.md'}"
         )
     raise typer.Exit(outcome.exit_code)
 

@@ -215,6 +215,11 @@ class Run:
             bus.emit("run_end", outcome=outcome, lights=summary["frames"]["light"])
             listener_close()
             bus.close()
+            from runner.engine.report import write_report
+
+            events = [json.loads(x) for x in
+                      (run_dir / "events.jsonl").read_text(encoding="utf-8").splitlines()]
+            write_report(run_dir, summary, events)
         return RunResult(outcome, run_dir, summary)
 
     async def _drive(self, bus: EventBus) -> str:

@@ -69,4 +69,7 @@ def test_plain_progress_lines_for_cron(rig: Rig) -> None:
     assert any("target NGC 188 started" in ln for ln in lines)
     assert sum("frame light L 5s" in ln for ln in lines) == 2
     assert lines[-1].startswith("completed: 2 light frames")
+    report = Path(lines[-1].rsplit(" ", 1)[1]).read_text()
+    assert "# Night report" in report and "## NGC 188" in report
+    assert "- frames: L 2" in report and "outcome: **completed**" in report
     assert "\x1b[" not in done.stdout  # no terminal control codes in a log

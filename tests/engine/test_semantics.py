@@ -216,3 +216,37 @@ def test_guiding_pauses_around_filter_changes_when_the_plan_says_so(rig: Rig) ->
         ("guiding", "paused", None), ("filter", None, "L"), ("guiding", "guiding", None),
         ("guiding", "paused", None), ("filter", None, "R"), ("guiding", "guiding", None),
     ]
+
+
+def test_meridian_flip_happens_once_after_the_meridian_and_guiding_resumes(rig: Rig) -> None:
+    # a target 3 min east of the meridian at the start: the flip is due 1 min past it
+    jd = EVENING.timestamp() / 86400.0 + 2440587.5
+    lst = (280.46061837 + 360.98564736629 * (jd - 2451545.0) + 4.89) % 360.0
+    ra = (lst + 3 * 0.25) % 360.0  # 0.25° per minute of hour angle
+    plan = rig.write(f"""\
+        startup: [{{guide: start}}]
+        triggers:
+          - meridian_flip: {{after: 1}}
+        targets:
+          - name: Transiting
+            coordinates: {{ra: {ra:.4f}, dec: 60}}
+            sequence:
+              - slew: {{}}
+              - filter: L
+              - expose: {{count: 12, exposure: 30}}
+        shutdown: [{{guide: stop}}]
+        """, guider=True)
+    run = rig.make_run(plan, speed=60)
+    result = asyncio.run(run.execute())
+    assert result.outcome == "completed"
+    events = rig.events(result)
+    flips = [e for e in names(events, "trigger") if e["kind"] == "meridian_flip"]
+    assert len(flips) == 1
+    assert flips[0]["hour_angle"] * 60 >= 1.0  # minutes past the meridian
+    flip_at = events.index(flips[0])
+    after = [e["event"] for e in events[flip_at:]]
+    # the flip slews (guiding stopped first) and restarts guiding before the next exposure
+    assert after.index("slewed") < after.index("exposure_start")
+    guiding = [e.get("state") for e in events[flip_at:] if e["event"] == "guiding"]
+    assert guiding[:2] == ["stopped", "guiding"]
+    assert result.summary["frames"]["light"] == 12
