@@ -144,6 +144,10 @@ def run(
     except RunLockedError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+    except OSError as exc:  # the data directory cannot be created or written
+        where = exc.filename or options.data_dir
+        typer.echo(f"error: data directory {where}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(1) from None
     if as_json:
         typer.echo(json.dumps(outcome.summary, indent=2, default=str))
     else:

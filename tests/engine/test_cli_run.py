@@ -50,6 +50,20 @@ def test_an_invalid_plan_never_touches_a_device(rig: Rig) -> None:
     assert not rig.data.exists()
 
 
+def test_an_unusable_data_directory_is_one_clear_error(rig: Rig) -> None:
+    plan = rig.write(f"""\
+        targets:
+          - name: NGC 188
+            coordinates: {CLUSTER}
+            sequence: [{{expose: {{exposure: 5}}}}]
+        """)
+    blocker = rig.dir / "file"
+    blocker.write_text("not a directory")
+    done = _run(str(plan), "--data-dir", str(blocker / "data"))
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: data directory") and "Traceback" not in done.stderr
+
+
 def test_usage_errors_exit_2(rig: Rig) -> None:
     assert _run().returncode == 2
     assert _run("plan.yaml", "--speed", "-3").returncode == 2
