@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -34,6 +35,7 @@ from runner.engine.journal import (
     resume_state,
 )
 from runner.engine.lock import DataDirLock
+from runner.engine.memory import keep_frame_buffers
 from runner.errors import NightrunnerError, RunAborted
 from runner.plan.equipment import Equipment
 from runner.plan.models import Plan, Target
@@ -197,6 +199,12 @@ class Run:
             async with self._services(data, bus, run_dir.name) as services:
                 self.executor = Executor(self.program, services, bus, journal, resume)
                 self.executor.start_clock = clock_start
+                # set-up imported astropy, pydantic, numpy…: a million long-lived objects that
+                # every full garbage collection would walk again, pausing the night for tens of
+                # milliseconds; freeze them out of the collector's generations
+                gc.collect()
+                gc.freeze()
+                keep_frame_buffers()
                 self.clock.release()
                 outcome = await self._drive(bus)
         except NightrunnerError as exc:
