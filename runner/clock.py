@@ -85,7 +85,3 @@ class ScaledClock:
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(self.to_real(seconds))
 
-    def sleep_blocking(self, seconds: float) -> None:
-        """For code running in a worker thread (e.g. a blocking SDK wrapper)."""
-        time.sleep(self.to_real(seconds))
-

@@ -10,7 +10,7 @@ iterations and frame numbers are added at run time (``…#i2#f5``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from runner.plan.equipment import Equipment
 from runner.plan.models import (
@@ -81,7 +81,6 @@ class Program:
     shutdown: tuple[Node, ...]
     triggers: Triggers
     settle: Settle
-    leaf_count: int = field(default=0)
 
     def light_frames_planned(self) -> int:
         """Light frames in count-bounded structure (until-loops count one iteration)."""
@@ -105,7 +104,6 @@ class Program:
 class _Compiler:
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
-        self.leaves = 0
 
     def nodes(
         self, steps: Sequence[StepBase], prefix: str, policy: ErrorPolicy, depth: int = 0
@@ -128,7 +126,6 @@ class _Compiler:
             else:
                 kind = step_kind(step)
                 assert kind is not None
-                self.leaves += 1
                 out.append(Leaf(sid, kind, step, pol, step.timeout))
         return tuple(out)
 
@@ -151,5 +148,4 @@ def compile_plan(plan: Plan, equipment: Equipment) -> Program:
         shutdown=shutdown,
         triggers=plan.trigger_set(),
         settle=plan.defaults.settle,
-        leaf_count=c.leaves,
     )

@@ -27,7 +27,6 @@ class EventBus:
         if log_path is not None:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        self.last: dict[str, dict[str, Any]] = {}
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -36,7 +35,6 @@ class EventBus:
         record = {"event": event, "time": datetime.now(UTC).isoformat(), **fields}
         if self.clock is not None:
             record["clock"] = self.clock.now().isoformat()
-        self.last[event] = record
         if self._fd >= 0:
             os.write(self._fd, (json.dumps(record, default=str) + "\n").encode())
         for listener in list(self._listeners):

@@ -77,9 +77,6 @@ class Visibility(Protocol):
 
     def hour_angle_at(self, t: datetime) -> float: ...
 
-    @property
-    def constraints(self) -> Sequence[object]: ...
-
 
 class FrameSink(Protocol):
     """Names frames, writes them to disk atomically and indexes them."""
@@ -316,10 +313,7 @@ class Executor:
     def _constraints(self, t: Target) -> tuple[bool, list[str]]:
         if self.s.visibility is None:
             return True, []
-        vis = self.s.visibility(t)
-        if not vis.constraints:
-            return True, []  # nothing to compute (and no sky grid to build on the loop)
-        return vis.holds_at(self.s.clock.now())
+        return self.s.visibility(t).holds_at(self.s.clock.now())
 
     # ------------------------------------------------------------------ structure
 

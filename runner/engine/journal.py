@@ -33,7 +33,6 @@ class ResumeState:
     iterations: set[str] = field(default_factory=set)  # loop iteration keys completed
     targets_done: set[str] = field(default_factory=set)
     trigger_state: dict[str, Any] | None = None
-    startup_done: bool = False
     finished: bool = False
 
 
@@ -93,8 +92,6 @@ def resume_state(path: Path) -> ResumeState:
             state.targets_done.add(e["key"])
         elif t == "trigger_state":
             state.trigger_state = e["state"]
-        elif t == "startup_done":
-            state.startup_done = True
         elif t == "run_end":
             state.finished = True
     return state

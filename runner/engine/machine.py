@@ -84,13 +84,6 @@ class RunModel:
         """Fire a trigger; an impossible one raises ``MachineError`` naming the state."""
         getattr(self, trigger)()
 
-    def can(self, trigger: str) -> bool:
-        return bool(self.machine.get_triggers(self.state).count(trigger))
-
-    @property
-    def phase(self) -> str:
-        return self.state.split(":", 1)[0]
-
     @property
     def action(self) -> str | None:
         parts = self.state.split(":", 1)

@@ -451,9 +451,9 @@ def _visibility_factory(plan: Plan, start: datetime, tz: Any) -> Any:
 def _prefetch(visibility: Any, plan: Plan, start: datetime) -> None:
     from datetime import timedelta
 
-    views = [visibility(t) for t in plan.targets if visibility(t).constraints]
-    if plan.trigger_set().meridian_flip is not None:
-        views = [visibility(t) for t in plan.targets]
+    views = [visibility(t) for t in plan.targets]
+    if plan.trigger_set().meridian_flip is None:  # hour angles are needed only for flips
+        views = [v for v in views if v.constraints]
     if views:
         views[0].prefetch(views[1:], start, start + timedelta(hours=24))
 

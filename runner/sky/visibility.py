@@ -80,6 +80,8 @@ class TargetVisibility:
 
     def holds_at(self, t: datetime) -> tuple[bool, list[str]]:
         """Whether every constraint holds at ``t``; if not, why (one reason per failure)."""
+        if not self.constraints:
+            return True, []  # no sky grid to build for a target without constraints
         u = to_unix(t)
         track = self.track_at(u)
         reasons = [r for c in self.constraints if (r := c.explain(track, u)) is not None]
