@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -112,6 +112,19 @@ def run(
     progress: Annotated[
         str, typer.Option(help="auto | rich | plain | none (auto: rich on a terminal).")
     ] = "auto",
+    rpc: Annotated[
+        str, typer.Option(help="Control plane HTTP/WebSocket address (HOST:PORT).")
+    ] = "127.0.0.1:8765",
+    tcp: Annotated[
+        str, typer.Option(help="pyastroimageview TCP line protocol address (HOST:PORT).")
+    ] = "127.0.0.1:8800",
+    no_rpc: Annotated[
+        bool, typer.Option("--no-rpc", help="Serve no control plane for this night.")
+    ] = False,
+    token_file: Annotated[
+        Path | None, typer.Option(help="File holding the control-plane token "
+                                  "(else $NIGHTRUNNER_TOKEN); required off loopback.")
+    ] = None,
 ) -> None:
     """Run a plan: startup, targets, and the safe shutdown — always."""
     import asyncio
@@ -139,8 +152,15 @@ def run(
         plan_path=plan,
     )
     runner_ = Run(result.plan, result.equipment, options)
+    from runner.control.night import run_served
+    from runner.errors import ConfigError
+
     try:
-        outcome = asyncio.run(runner_.execute())
+        plane = None if no_rpc else _control_plane(options.data_dir, rpc, tcp, token_file)
+        outcome = asyncio.run(run_served(runner_, plane))
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     except RunLockedError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -254,6 +274,19 @@ def sim(ctx: typer.Context) -> None:
     from runner.guiding.cli import app as sim_app
 
     sim_app(args=ctx.args, prog_name="nightrunner sim")
+
+
+def _control_plane(data_dir: Path, rpc: str, tcp: str, token_file: Path | None) -> Any:
+    from runner.control.hub import Hub
+    from runner.control.server import ControlPlane, parse_address, read_token
+
+    hub = Hub(data_dir, token=read_token(None, token_file))
+    return ControlPlane(hub, http=parse_address(rpc, 8765), tcp=parse_address(tcp, 8800))
+
+
+from runner.control.cli import register as _register_control  # noqa: E402
+
+_register_control(app)
 
 
 def _project_root() -> Path:

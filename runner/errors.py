@@ -75,3 +75,7 @@ class RunAborted(NightrunnerError):
 
 class RunLockedError(NightrunnerError):
     """Another run holds the lock on this data directory."""
+
+
+class ConfigError(NightrunnerError):
+    """A setting of the command line or the control plane cannot be used as given."""

@@ -193,6 +193,7 @@ class Executor:
         self.target: CompiledTarget | None = None
         self.stack: StackSink | None = None
         self.pause_requested = False
+        self.skip_requested: str | None = None  # reason: leave the target at the next gap
         self._resumed = asyncio.Event()
         self.abort_reason: str | None = None
         self.outcome: str = "running"
@@ -212,6 +213,15 @@ class Executor:
         self.pause_requested = True
         self._resumed.clear()
         self.bus.emit("pause_requested")
+
+    def request_skip_target(self, reason: str = "skipped on request") -> bool:
+        """Leave the current target before its next light (False: no target is running)."""
+        if self.target is None:
+            return False
+        self.skip_requested = reason
+        self.bus.emit("skip_requested", what="target", target=self.target.target.name)
+        self._resumed.set()  # a paused night leaves the pause gate, then the target
+        return True
 
     def request_resume(self) -> None:
         self.pause_requested = False
@@ -701,6 +711,9 @@ class Executor:
     async def _before_light(self, scope: Scope) -> None:
         """The gap before a light exposure: pause, constraints, loop ends, triggers."""
         await self._pause_gate()
+        if self.skip_requested is not None and scope.target is not None:
+            reason, self.skip_requested = self.skip_requested, None
+            raise SkipTarget(reason)
         if scope.target is not None:
             ok, reasons = self._constraints(scope.target.target)
             if not ok:
@@ -716,6 +729,7 @@ class Executor:
             return  # pause takes effect between exposures of the imaging phase
         self._fire("pause")
         self.bus.emit("paused")
+        before = await self._rig_snapshot()
         reported = False
         while not self._resumed.is_set():
             try:
@@ -730,8 +744,50 @@ class Executor:
                         reported = True
                         self.bus.emit("warning", message="while paused, constraints stopped "
                                       "holding: " + "; ".join(reasons))
+        await self._restore_rig(before)
         self._fire("resume")
         self.bus.emit("resumed")
+
+    async def _rig_snapshot(self) -> dict[str, Any]:
+        """What a client may change while the night is paused (the control plane lends the
+        rig): restored before the next exposure."""
+        s = self.s
+        snap: dict[str, Any] = {"focus": None, "set_point": None}
+        with contextlib.suppress(NightrunnerError):
+            if s.focuser is not None:
+                snap["focus"] = await s.focuser.position()
+            if await s.camera.cooler_on():
+                snap["set_point"] = await s.camera.set_point()
+        return snap
+
+    async def _restore_rig(self, before: dict[str, Any]) -> None:
+        s = self.s
+        self._sent_settings = None  # gain, offset, binning, ROI are sent again
+        restored: list[str] = []
+        if self.filter is not None and s.filter_wheel is not None:
+            slot = s.filter_slots.get(self.filter)
+            if slot is not None and await s.filter_wheel.position() != slot:
+                await self._move_filter(self.filter)
+                restored.append("filter")
+        if s.focuser is not None and await s.focuser.is_moving():
+            await s.focuser.halt()  # a client's move is still running: stop it first
+            for _ in range(100):
+                if not await s.focuser.is_moving():
+                    break
+                await s.clock.sleep(0.5)
+        if (before["focus"] is not None and s.focuser is not None
+                and await s.focuser.position() != before["focus"]):
+            await actions.move_focuser(s.focuser, s.clock, before["focus"],
+                                       self.p.equipment.focuser.move_timeout
+                                       if self.p.equipment.focuser else 120)
+            restored.append("focus")
+        if before["set_point"] is not None and (
+            not await s.camera.cooler_on() or await s.camera.set_point() != before["set_point"]
+        ):
+            await s.camera.set_temperature(before["set_point"])
+            restored.append("temperature")
+        if restored:
+            self.bus.emit("restored", what=restored)
 
     async def _triggers(self, scope: Scope) -> None:
         s = self.s

@@ -92,7 +92,13 @@ def _find_resumable(runs: Path, digest: str) -> Path | None:
 class Run:
     """Owns everything one night needs; ``await Run(...).execute()``."""
 
-    def __init__(self, plan: Plan, equipment: Equipment, options: RunOptions) -> None:
+    def __init__(
+        self, plan: Plan, equipment: Equipment, options: RunOptions, *,
+        devices: Any = None, listeners: list[Any] | None = None,
+        clock: ScaledClock | None = None,
+    ) -> None:
+        """``devices``: a connected ``DeviceSet`` the caller keeps (``nightrunner serve``);
+        ``listeners`` get every event (the control plane)."""
         self.plan = plan
         self.equipment = equipment
         self.opt = options
@@ -100,13 +106,19 @@ class Run:
         speed = options.speed or equipment.simulation.speed
         if options.dry_run and options.speed is None:
             speed = 1000.0
-        self.clock = ScaledClock(speed=speed, start=options.start)
+        # a hub's devices run on the hub's clock: the night shares it
+        self.clock = clock or ScaledClock(speed=speed, start=options.start)
         self.clock.hold()  # simulated time starts when the night does, not during set-up
         self.executor: Executor | None = None
         self._night: asyncio.Task[None] | None = None
         self.abort_reason: str | None = None
         self.bus: EventBus | None = None
         self._shutting_down = False
+        self.devices: Any = devices
+        self._own_devices = devices is None
+        self.listeners = list(listeners or [])
+        self.run_dir: Path | None = None
+        self.warnings: list[str] = []  # from collaborators (the control plane), for the log
 
     # ------------------------------------------------------------------ control
 
@@ -185,10 +197,15 @@ class Run:
             }, indent=2))
         bus = EventBus(run_dir / "events.jsonl", clock=self.clock)
         self.bus = bus
+        self.run_dir = run_dir
+        for listener in self.listeners:
+            bus.subscribe(listener)
         listener_close = self._attach_progress(bus)
         journal = Journal(run_dir / "journal.jsonl")
         if resumed_note:
             bus.emit("warning", message=resumed_note)
+        for note in self.warnings:
+            bus.emit("warning", message=note)
         if resume is not None:
             bus.emit("resume", run=run_dir.name, frames=len(resume.frames), orphans=orphans)
         journal.record("run_start", resume=resume is not None, speed=self.clock.speed)
@@ -321,8 +338,12 @@ class Run:
         eq = self.equipment
         if self.opt.dry_run:
             eq = _simulated(eq)
-        devices = build_devices(eq, self.clock, site=self.plan.site)
-        await devices.connect_all()
+        if self._own_devices or self.opt.dry_run:
+            devices = build_devices(eq, self.clock, site=self.plan.site)
+            await devices.connect_all()
+        else:
+            devices = self.devices
+        self.devices = devices
         guider: Guider | None = None
         stack = contextlib.AsyncExitStack()
         try:
@@ -375,8 +396,9 @@ class Run:
             yield services
         finally:
             await stack.aclose()
-            with contextlib.suppress(NightrunnerError):
-                await devices.disconnect_all()
+            if self._own_devices or self.opt.dry_run:
+                with contextlib.suppress(NightrunnerError):
+                    await devices.disconnect_all()
 
     # ------------------------------------------------------------------ summary
 

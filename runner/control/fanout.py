@@ -1,0 +1,56 @@
+"""One event stream, many subscribers: each gets a bounded queue, and a slow one loses its
+oldest events (counted) instead of slowing the engine, which only ever calls ``put_nowait``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+QUEUE_LIMIT = 1000
+
+
+class Subscriber:
+    def __init__(self, limit: int = QUEUE_LIMIT) -> None:
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(limit)
+        self.dropped = 0
+
+    def offer(self, event: dict[str, Any]) -> None:
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            with contextlib.suppress(asyncio.QueueEmpty):
+                self.queue.get_nowait()
+            self.dropped += 1
+            self.queue.put_nowait(event)
+
+    async def next(self) -> dict[str, Any]:
+        return await self.queue.get()
+
+
+class FanOut:
+    """The control plane's subscription to the night's ``EventBus`` (a bus listener)."""
+
+    def __init__(self) -> None:
+        self._subscribers: set[Subscriber] = set()
+        self.seq = 0
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        self.seq += 1
+        event = {**event, "seq": self.seq}
+        for sub in list(self._subscribers):
+            sub.offer(event)
+
+    @contextlib.contextmanager
+    def subscribe(self) -> Iterator[Subscriber]:
+        sub = Subscriber()
+        self._subscribers.add(sub)
+        try:
+            yield sub
+        finally:
+            self._subscribers.discard(sub)
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscribers)

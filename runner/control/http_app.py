@@ -1,0 +1,180 @@
+"""HTTP and WebSocket transports (FastAPI): JSON-RPC 2.0 at ``POST /rpc`` and ``/ws`` (with
+the event stream pushed as ``event`` notifications), and one typed ``POST /api/v1/{method}``
+endpoint per registered method, which is what the OpenAPI document describes."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import Body, FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+
+from runner.control.protocol import (
+    INVALID_REQUEST,
+    UNAUTHORIZED,
+    Dispatcher,
+    Session,
+    error,
+)
+from runner.control.registry import REGISTRY, Method, NoParams
+
+MAX_BODY = 1 << 20  # bytes of one HTTP request or WebSocket message
+MAX_WS_CLIENTS = 64
+
+
+def _bearer(headers: Any, query: Any = None) -> str | None:
+    auth = headers.get("authorization") or ""
+    if auth.lower().startswith("bearer "):
+        return str(auth[7:].strip())
+    if query is not None and query.get("token"):
+        return str(query.get("token"))  # browsers cannot set headers on a WebSocket
+    return None
+
+
+def build_app(dispatcher: Dispatcher) -> FastAPI:
+    hub = dispatcher.hub
+    app = FastAPI(title="Nightrunner control plane", version=hub.version,
+                  docs_url=None, redoc_url=None,
+                  description="JSON-RPC 2.0 at POST /rpc and /ws; each method also as "
+                              "POST /api/v1/{method}. Bearer token when one is set.")
+    ws_clients = 0
+
+    def authorised(request: Request) -> bool:
+        given = _bearer(request.headers)
+        return hub.token is None or (given is not None and hub.token_ok(given))
+
+    def unauthorised() -> JSONResponse:
+        return JSONResponse(error(None, UNAUTHORIZED, "unauthorized: bearer token required"),
+                            status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+    async def read_body(request: Request) -> bytes | None:
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
+            return None
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY:
+                return None
+        return body
+
+    @app.post("/rpc", summary="JSON-RPC 2.0 (a request or a batch)")
+    async def rpc(request: Request) -> Response:
+        if not authorised(request):
+            return unauthorised()
+        body = await read_body(request)
+        if body is None:
+            return JSONResponse(error(None, INVALID_REQUEST,
+                                      f"request larger than {MAX_BODY} bytes"), status_code=413)
+        reply = await dispatcher.handle_text(body, Session("http", authenticated=True))
+        if reply is None:
+            return Response(status_code=204)
+        return Response(reply, media_type="application/json")
+
+    @app.websocket("/ws")
+    async def ws(socket: WebSocket) -> None:
+        nonlocal ws_clients
+        given = _bearer(socket.headers, socket.query_params)
+        if hub.token is not None and (given is None or not hub.token_ok(given)):
+            await socket.close(code=1008, reason="unauthorized")
+            return
+        if ws_clients >= MAX_WS_CLIENTS:
+            await socket.close(code=1013, reason="too many clients")
+            return
+        ws_clients += 1
+        await socket.accept()
+        session = Session("ws", authenticated=True)
+        send_lock = asyncio.Lock()
+
+        async def send(text: str) -> None:
+            async with send_lock:
+                await socket.send_text(text)
+
+        async def pump(sub: Any) -> None:
+            while True:
+                event = await sub.next()
+                await send(json.dumps({"jsonrpc": "2.0", "method": "event",
+                                       "params": event}, default=str))
+
+        async def answer(text: str) -> None:
+            reply = await dispatcher.handle_text(text, session)
+            if reply is not None:
+                await send(reply)
+
+        pending: set[asyncio.Task[None]] = set()
+        try:
+            with hub.events.subscribe() as sub:
+                pusher = asyncio.create_task(pump(sub))
+                try:
+                    while True:
+                        msg = await socket.receive()
+                        if msg["type"] == "websocket.disconnect":
+                            break
+                        data = msg.get("text") if msg.get("text") is not None \
+                            else msg.get("bytes")
+                        if data is None:
+                            continue
+                        if len(data) > MAX_BODY:
+                            await send(json.dumps(error(None, INVALID_REQUEST,
+                                                        "message too large")))
+                            continue
+                        task = asyncio.create_task(answer(data))
+                        pending.add(task)
+                        task.add_done_callback(pending.discard)
+                finally:
+                    pusher.cancel()
+                    for t in pending:
+                        t.cancel()
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            ws_clients -= 1
+
+    for method in REGISTRY.all():
+        _add_typed_route(app, dispatcher, method, authorised, unauthorised)
+
+    @app.exception_handler(Exception)
+    async def internal(_request: Request, _exc: Exception) -> JSONResponse:
+        return JSONResponse(error(None, -32603, "internal error"), status_code=500)
+
+    return app
+
+
+def _add_typed_route(
+    app: FastAPI, dispatcher: Dispatcher, method: Method, authorised: Any,
+    unauthorised: Callable[[], JSONResponse],
+) -> None:
+    """``POST /api/v1/<method>`` with the params model as its body: the OpenAPI view."""
+
+    async def endpoint(request: Request, params: Any = None) -> Response:
+        if not authorised(request):
+            return unauthorised()
+        raw = params.model_dump(mode="json") if isinstance(params, BaseModel) else {}
+        reply = await dispatcher.handle_one(
+            {"jsonrpc": "2.0", "id": 1, "method": method.name, "params": raw},
+            Session("http", authenticated=True))
+        assert reply is not None
+        if "error" in reply:
+            code = reply["error"]["code"]
+            status = 404 if code == -32601 else 422 if code == -32602 else \
+                500 if code == -32603 else 409
+            return JSONResponse({"error": reply["error"]}, status_code=status)
+        return JSONResponse({"result": reply["result"]})
+
+    body_default = Body(None) if method.params is NoParams else Body(...)
+    endpoint.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
+        inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                          annotation=Request),
+        inspect.Parameter("params", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                          annotation=method.params | None if method.params is NoParams
+                          else method.params, default=body_default),
+    ])
+    app.add_api_route(f"/api/v1/{method.name}", endpoint, methods=["POST"],
+                      summary=method.summary or method.name, name=method.name,
+                      tags=[method.name.split(".")[0] if "." in method.name else "hub"])
+

@@ -1,0 +1,117 @@
+"""What the control plane's methods act on: the rig's devices, the night running on them (if
+any), the event stream, the data directory and the token.
+
+Ownership rule: while a night runs, read-only methods always answer; a method that moves
+hardware is refused unless the night is paused (then the plan's settings are restored by the
+engine before its next exposure: filter, focus and temperature are re-sent on resume).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import os
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from runner.control.fanout import FanOut
+from runner.control.protocol import RpcError
+
+
+class Hub:
+    def __init__(
+        self, data_dir: Path, *, token: str | None = None, devices: Any = None,
+        equipment: Any = None, clock: Any = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.token = token
+        self._devices = devices  # serve: the hub's own; run: the night's (see ``devices``)
+        self.equipment = equipment
+        self.clock = clock
+        self.run: Any = None  # runner.engine.run.Run while a night is on
+        self.night_task: asyncio.Task[Any] | None = None
+        self.last_run: Any = None
+        self.events = FanOut()
+        self.last_image: Any = None  # the Frame of the last take_image, for save_image
+        self.image_lock = asyncio.Lock()
+        self.plan_path: Path | None = None
+        self.version = _version()
+        self.telemetry: Any = None  # runner.control.telemetry.Telemetry once serving
+        #: ``nightrunner serve`` sets this: ``await start_night(plan_path) -> dict``
+        self.start_night: Any = None
+
+    def telemetry_latest(self) -> dict[str, Any]:
+        return dict(self.telemetry.latest) if self.telemetry is not None else {}
+
+    # ------------------------------------------------------------------ security
+
+    def token_ok(self, given: str) -> bool:
+        if self.token is None:
+            return True
+        return hmac.compare_digest(given.encode(), self.token.encode())
+
+    def safe_path(self, filename: str) -> Path:
+        """``filename`` inside the data directory: no absolute path, no ``..``, no symlink
+        leading out, never an existing file."""
+        if not filename or "\x00" in filename:
+            raise RpcError("filename is empty or contains a NUL byte")
+        rel = PurePosixPath(filename.replace("\\", "/"))
+        if rel.is_absolute() or any(p == ".." for p in rel.parts) or ":" in rel.parts[0]:
+            raise RpcError(f"filename {filename!r} must be a relative path inside the data "
+                           "directory (no absolute path, no '..')")
+        root = self.data_dir.resolve()
+        target = (root / Path(*rel.parts)).resolve()
+        if root != target and root not in target.parents:
+            raise RpcError(f"filename {filename!r} leads outside the data directory")
+        if target.exists() or os.path.lexists(root / Path(*rel.parts)):
+            raise RpcError(f"{filename!r} exists already: frames are never overwritten")
+        return target
+
+    # ------------------------------------------------------------------ the rig
+
+    @property
+    def devices(self) -> Any:
+        if self.run is not None and self.run.devices is not None:
+            return self.run.devices
+        return self._devices
+
+    def device(self, kind: str) -> Any:
+        devs = self.devices
+        dev = getattr(devs, kind, None) if devs is not None else None
+        if dev is None:
+            label = kind.replace("_", " ")
+            raise RpcError(f"no {label}: the equipment profile has none, or no night or hub "
+                           "holds the devices")
+        return dev
+
+    @property
+    def night_active(self) -> bool:
+        return self.run is not None and (self.night_task is None or not self.night_task.done())
+
+    def night_paused(self) -> bool:
+        ex = self.run.executor if self.run is not None else None
+        return ex is not None and ex.model.state == "paused"
+
+    def check_may_move(self, device: str, method: str) -> None:
+        if self.night_active and not self.night_paused():
+            label = device.replace("_", " ")
+            raise RpcError(f"{method}: the night owns the {label}; pause it first")
+
+    def attach(self, run: Any, task: asyncio.Task[Any] | None = None) -> None:
+        """Serve ``run``'s events and state (``run.listeners`` must include ``self.events``)."""
+        self.run = run
+        self.night_task = task
+
+    def detach(self) -> None:
+        self.last_run = self.run
+        self.run = None
+        self.night_task = None
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("nightrunner")
+    except PackageNotFoundError:
+        return "0"

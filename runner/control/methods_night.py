@@ -1,0 +1,246 @@
+"""The night's methods: one ``status`` with everything a dashboard shows, the controls
+(abort, pause, resume, skip) and the records (plan, events, frames, log)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from runner.control.hub import Hub
+from runner.control.protocol import RpcError
+from runner.control.registry import REGISTRY
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AbortParams(_Strict):
+    wait: bool = False
+    reason: str = Field("abort requested over the control plane", max_length=200)
+
+
+class SkipParams(_Strict):
+    what: Literal["target"] = "target"
+
+
+class EventsParams(_Strict):
+    since: int = Field(0, ge=0, description="events after this sequence number (1-based)")
+    limit: int = Field(1000, ge=1, le=10000)
+
+
+class FramesParams(_Strict):
+    target: str | None = None
+    filter: str | None = None
+    frame_type: Literal["light", "dark", "flat", "bias"] | None = None
+    run_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = Field(100, ge=1, le=10000)
+
+
+class LogParams(_Strict):
+    lines: int = Field(100, ge=1, le=5000)
+
+
+class PlanPath(_Strict):
+    path: str = Field(min_length=1, max_length=4096)
+
+
+def _night(hub: Hub) -> Any:
+    if hub.run is None:
+        raise RpcError("no night is running")
+    return hub.run
+
+
+@REGISTRY.method("status")
+async def status(hub: Hub, _p: BaseModel) -> dict[str, Any]:
+    """Everything a dashboard needs, in one call (answered from memory)."""
+    run = hub.run or hub.last_run
+    out: dict[str, Any] = {
+        "server": "nightrunner", "version": hub.version, "running": hub.night_active,
+        "rig": hub.telemetry_latest(),
+        "subscribers": hub.events.subscribers,
+    }
+    if run is None:
+        out["phase"] = "idle"
+        return out
+    ex = run.executor
+    out.update({
+        "plan": run.plan.name,
+        "run_id": run.run_dir.name if run.run_dir else None,
+        "clock": run.clock.now().isoformat(), "speed": run.clock.speed,
+    })
+    if ex is None:
+        out["phase"] = "starting"
+        return out
+    state = ex.model.state
+    current = ex.current_exposure
+    remaining = None
+    if current is not None and "started" in current:
+        elapsed = (run.clock.now() - datetime.fromisoformat(current["started"])).total_seconds()
+        remaining = round(max(0.0, current["seconds"] - elapsed), 1)
+    stats = ex.s.guider.stats() if ex.s.guider is not None else None
+    stacker = getattr(ex.s.stacking, "stacker", None)
+    stacking = getattr(stacker, "status", None)
+    out.update({
+        "phase": state.split(":")[0], "state": state, "outcome": ex.outcome,
+        "paused": state == "paused", "pause_requested": ex.pause_requested,
+        "target": ex.target.target.name if ex.target else None,
+        "filter": ex.filter, "guiding": ex.guiding,
+        "guide_rms": None if stats is None else {
+            "ra": stats.rms_ra, "dec": stats.rms_dec, "total": stats.rms_total,
+            "unit": stats.unit},
+        "exposure": current, "exposure_remaining": remaining,
+        "frames": {"light": ex.counters.lights, "dark": ex.counters.darks,
+                   "flat": ex.counters.flats, "bias": ex.counters.biases,
+                   "planned_light": run.program.light_frames_planned()},
+        "per_target": ex.counters.per_target,
+        "last_frame": ex.last_frame or None,
+        "errors": [str(e) for e in ex.counters.errors][-20:],
+        "error_count": len(ex.counters.errors),
+        "stacker": stacking() if callable(stacking) else None,
+    })
+    return out
+
+
+@REGISTRY.method("abort", AbortParams)
+async def abort(hub: Hub, p: AbortParams) -> dict[str, Any]:
+    """Safe stop: the exposure is aborted and the shutdown sequence starts (idempotent);
+    ``wait: true`` answers when the shutdown is done."""
+    run = _night(hub) if hub.night_active else None
+    if run is None:
+        return {"aborting": False, "message": "no night is running"}
+    run.abort(p.reason)
+    if p.wait and hub.night_task is not None:
+        await asyncio.shield(asyncio.wait({hub.night_task}))
+        return {"aborting": True, "done": True, "outcome": run.executor.outcome
+                if run.executor else "aborted"}
+    return {"aborting": True, "done": False}
+
+
+@REGISTRY.method("pause")
+async def pause(hub: Hub, _p: BaseModel) -> dict[str, Any]:
+    """Pause between exposures (guiding and cooling keep running)."""
+    run = _night(hub)
+    run.pause()
+    return {"pause_requested": True}
+
+
+@REGISTRY.method("resume")
+async def resume(hub: Hub, _p: BaseModel) -> dict[str, Any]:
+    """Resume; the plan's filter, focus and set point are restored before the next exposure."""
+    run = _night(hub)
+    run.resume()
+    return {"resumed": True}
+
+
+@REGISTRY.method("skip", SkipParams)
+async def skip(hub: Hub, p: SkipParams) -> dict[str, Any]:
+    """Leave the current target before its next light frame."""
+    run = _night(hub)
+    ex = run.executor
+    if ex is None or not ex.request_skip_target("skipped over the control plane"):
+        raise RpcError("no target is being imaged: nothing to skip")
+    return {"skip_requested": p.what}
+
+
+@REGISTRY.method("get_plan")
+async def get_plan(hub: Hub, _p: BaseModel) -> dict[str, Any]:
+    """The running (or last) night's plan, as its models dump it."""
+    run = hub.run or hub.last_run
+    if run is None:
+        raise RpcError("no night has run on this hub")
+    return {"path": str(run.opt.plan_path) if run.opt.plan_path else None,
+            "plan": run.plan.model_dump(mode="json", exclude_none=True)}
+
+
+def _events_file(hub: Hub) -> Path:
+    run = hub.run or hub.last_run
+    if run is None or run.run_dir is None:
+        raise RpcError("no night has run on this hub")
+    return Path(run.run_dir) / "events.jsonl"
+
+
+def _read_events(path: Path, since: int, limit: int) -> list[dict[str, Any]]:
+    out = []
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for n, line in enumerate(fh, start=1):
+            if n <= since:
+                continue
+            try:
+                out.append({**json.loads(line), "seq": n})
+            except ValueError:
+                continue  # a torn last line
+            if len(out) >= limit:
+                break
+    return out
+
+
+@REGISTRY.method("get_events", EventsParams)
+async def get_events(hub: Hub, p: EventsParams) -> dict[str, Any]:
+    """What a reconnecting client missed: events after sequence number ``since``."""
+    events = await asyncio.to_thread(_read_events, _events_file(hub), p.since, p.limit)
+    return {"events": events, "next": events[-1]["seq"] if events else p.since}
+
+
+@REGISTRY.method("get_log", LogParams)
+async def get_log(hub: Hub, p: LogParams) -> dict[str, Any]:
+    """The last ``lines`` events of the night's log, as text lines."""
+    path = _events_file(hub)
+
+    def tail() -> list[str]:
+        with path.open(encoding="utf-8", errors="replace") as fh:
+            return [line.rstrip("\n") for line in deque(fh, maxlen=p.lines)]
+
+    return {"lines": await asyncio.to_thread(tail)}
+
+
+@REGISTRY.method("list_frames", FramesParams)
+async def list_frames(hub: Hub, p: FramesParams) -> dict[str, Any]:
+    """Frames from the image index, newest first, by the index's filters."""
+    from dataclasses import asdict
+
+    from runner.storage.index import INDEX_FILENAME, ImageIndex
+
+    if not (hub.data_dir / INDEX_FILENAME).is_file():
+        return {"frames": []}
+
+    def query() -> list[dict[str, Any]]:
+        with ImageIndex(hub.data_dir) as index:
+            rows = index.query(target=p.target, filter=p.filter, frame_type=p.frame_type,
+                               run_id=p.run_id, since=p.since, until=p.until, limit=p.limit,
+                               newest_first=True)
+        return [json.loads(json.dumps(asdict(r), default=str)) for r in rows]
+
+    return {"frames": await asyncio.to_thread(query)}
+
+
+@REGISTRY.method("validate_plan", PlanPath)
+async def validate_plan(hub: Hub, p: PlanPath) -> dict[str, Any]:
+    """Check a plan file on the hub's machine: FILE:LINE:COL diagnostics."""
+    from runner.plan.loader import load_plan
+
+    path = Path(p.path)
+    if not await asyncio.to_thread(path.is_file):
+        raise RpcError(f"no plan file at {p.path}")
+    result = await asyncio.to_thread(load_plan, path)
+    return {"valid": result.ok, "diagnostics": [d.format() for d in result.diagnostics]}
+
+
+@REGISTRY.method("run_plan", PlanPath)
+async def run_plan(hub: Hub, p: PlanPath) -> dict[str, Any]:
+    """Start a night on the hub's devices (one at a time); answers once it has started."""
+    if hub.night_active:
+        raise RpcError("a night is already running on this hub")
+    if hub.start_night is None:
+        raise RpcError("this server runs one night only (nightrunner run); use nightrunner "
+                       "serve to start plans remotely")
+    started: dict[str, Any] = await hub.start_night(Path(p.path))
+    return started

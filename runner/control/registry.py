@@ -1,0 +1,71 @@
+"""One registry of typed methods: every transport dispatches through it, so no method is
+written twice. Params and results are pydantic models (the OpenAPI document and the method
+reference come from them)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+P = TypeVar("P", bound=BaseModel)
+
+
+class NoParams(BaseModel):
+    """Methods that take nothing accept ``{}``, ``[]`` or no params at all."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Complete(BaseModel):
+    """pyastroimageview's answer to a command: ``{"complete": true}``."""
+
+    complete: bool = True
+
+
+Handler = Callable[[Any, Any], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    params: type[BaseModel]
+    handler: Handler
+    summary: str
+    moves_hardware: bool = False  # refused while the night owns the rig and is not paused
+    device: str | None = None  # which device the night would have to lend ("camera" …)
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._methods: dict[str, Method] = {}
+
+    def method(
+        self, name: str, params: type[BaseModel] = NoParams, *,
+        moves: str | None = None,
+    ) -> Callable[[Handler], Handler]:
+        """Register ``async def handler(hub, params)``; ``moves`` names the device it moves."""
+
+        def register(fn: Handler) -> Handler:
+            if name in self._methods:
+                raise ValueError(f"method {name!r} registered twice")
+            doc = (fn.__doc__ or "").strip().splitlines()
+            self._methods[name] = Method(name, params, fn, doc[0] if doc else "",
+                                         moves_hardware=moves is not None, device=moves)
+            return fn
+
+        return register
+
+    def get(self, name: str) -> Method | None:
+        return self._methods.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._methods)
+
+    def all(self) -> list[Method]:
+        return [self._methods[n] for n in self.names()]
+
+
+REGISTRY = Registry()

@@ -1,0 +1,86 @@
+"""``nightrunner serve``: a hub that holds the rig's devices between nights, serves the
+control plane and runs plans sent over RPC (``run_plan``), at most one night at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from pathlib import Path
+from typing import Any
+
+from runner.clock import ScaledClock
+from runner.control.hub import Hub
+from runner.control.server import ControlPlane, parse_address, read_token
+from runner.errors import ConfigError
+
+
+async def serve_forever(
+    equipment_path: Path | None, data_dir: Path, rpc: str, tcp: str,
+    token_file: Path | None, tls_cert: Path | None, tls_key: Path | None,
+    speed: float | None,
+) -> int:
+    from runner.devices.factory import build_devices
+    from runner.plan.loader import BUILTIN_PROFILES, load_equipment
+
+    path = equipment_path or BUILTIN_PROFILES / "simulator.yaml"
+    equipment, diags = load_equipment(path)
+    if equipment is None:
+        raise ConfigError("; ".join(d.format() for d in diags) or f"cannot load {path}")
+    clock = ScaledClock(speed=speed or equipment.simulation.speed)
+    devices = build_devices(equipment, clock)
+    hub = Hub(data_dir, token=read_token(None, token_file), devices=devices,
+              equipment=equipment, clock=clock)
+    plane = ControlPlane(hub, http=parse_address(rpc, 8765), tcp=parse_address(tcp, 8800),
+                         certfile=tls_cert, keyfile=tls_key)
+    plane.check()
+    await devices.connect_all()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(name: str) -> None:
+        if hub.night_active:
+            hub.run.abort(f"signal {name}: the hub is stopping")
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, on_signal, signal.Signals(sig).name)
+    hub.start_night = lambda plan: _start_night(hub, plan, speed)
+    try:
+        await plane.start()
+        for problem in plane.problems:
+            print(f"warning: {problem}", flush=True)
+        if not plane.bound:
+            return 1
+        print(f"nightrunner serve: {plane.url() or '-'} (HTTP, WebSocket /ws), "
+              f"tcp {plane.bound.get('tcp')}; data {data_dir}", flush=True)
+        await stop.wait()
+        if hub.night_task is not None:
+            await asyncio.wait({hub.night_task})
+        return 0
+    finally:
+        await plane.stop()
+        with contextlib.suppress(Exception):
+            await devices.disconnect_all()
+
+
+async def _start_night(hub: Hub, plan_path: Path, speed: float | None) -> dict[str, Any]:
+    from runner.control.protocol import RpcError
+    from runner.engine.run import Run, RunOptions
+    from runner.plan.loader import load_plan
+
+    if not await asyncio.to_thread(plan_path.is_file):
+        raise RpcError(f"no plan file at {plan_path}")
+    result = await asyncio.to_thread(load_plan, plan_path)
+    text = await asyncio.to_thread(plan_path.read_bytes)
+    if not result.ok or result.plan is None or result.equipment is None:
+        raise RpcError("invalid plan: " + "; ".join(d.format() for d in result.diagnostics))
+    options = RunOptions(data_dir=hub.data_dir, speed=speed, progress="none",
+                         plan_text=text, plan_path=plan_path)
+    # the plan's devices are the hub's: it runs on the rig the hub holds
+    run = Run(result.plan, hub.equipment, options, devices=hub.devices, clock=hub.clock,
+              listeners=[hub.events])
+    task = asyncio.create_task(run.execute())
+    hub.attach(run, task)
+    task.add_done_callback(lambda _t: hub.detach())
+    return {"started": True, "plan": result.plan.name}

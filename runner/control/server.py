@@ -1,0 +1,194 @@
+"""Start and stop the control plane on the engine's own event loop.
+
+Secure by default: loopback unless a token is set (a non-loopback address without one refuses
+to start). A port that is taken is reported and the night goes on without that transport: the
+control plane never stops a night.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import os
+import socket
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import runner.control.methods_hub
+import runner.control.methods_night  # noqa: F401  (register their methods)
+from runner.control.hub import Hub
+from runner.control.protocol import Dispatcher
+from runner.control.tcp import TcpServer
+from runner.control.telemetry import Telemetry
+from runner.errors import ConfigError
+
+log = logging.getLogger("nightrunner.control")
+
+DEFAULT_HTTP = ("127.0.0.1", 8765)
+DEFAULT_TCP = ("127.0.0.1", 8800)  # pyastroimageview's clients hard-code this address
+TOKEN_ENV = "NIGHTRUNNER_TOKEN"
+
+
+def parse_address(text: str, default_port: int) -> tuple[str, int]:
+    """``HOST:PORT``, ``HOST``, ``:PORT`` or ``[::1]:PORT``."""
+    host, sep, port = text.rpartition(":")
+    if not sep or "]" in port:
+        host, port = text, str(default_port)
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"bad address {text!r}: expected HOST:PORT")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def read_token(token: str | None, token_file: Path | None) -> str | None:
+    """The token from the flag, the file or ``$NIGHTRUNNER_TOKEN`` (never logged)."""
+    if token_file is not None:
+        try:
+            token = token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"token file {token_file}: {exc.strerror or exc}") from None
+    token = token or os.environ.get(TOKEN_ENV) or None
+    if token is not None and len(token) < 16:
+        raise ConfigError("the token must be at least 16 characters")
+    return token
+
+
+@dataclass
+class ControlPlane:
+    hub: Hub
+    http: tuple[str, int] | None = DEFAULT_HTTP
+    tcp: tuple[str, int] | None = DEFAULT_TCP
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    bound: dict[str, tuple[str, int]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    _uvicorn: Any = None
+    _serve_task: Any = None
+    _tcp: TcpServer | None = None
+
+    def check(self) -> None:
+        for name, addr in (("http", self.http), ("tcp", self.tcp)):
+            if addr is not None and not is_loopback(addr[0]) and self.hub.token is None:
+                raise ConfigError(
+                    f"refusing to serve {name} on {addr[0]}, which is not loopback, without a "
+                    f"token: pass --token-file FILE or set ${TOKEN_ENV}")
+        if (self.certfile is None) != (self.keyfile is None):
+            raise ConfigError("TLS needs both --tls-cert and --tls-key")
+
+    async def start(self) -> None:
+        """Open what can be opened; what cannot is in ``problems`` (and logged)."""
+        import asyncio
+
+        self.check()
+        dispatcher = Dispatcher(self.hub)
+        self.hub.telemetry = Telemetry(self.hub)
+        self.hub.telemetry.start()
+        if self.tcp is not None:
+            tcp = TcpServer(dispatcher)
+            try:
+                port = await tcp.start(*self.tcp)
+                self._tcp = tcp
+                self.bound["tcp"] = (self.tcp[0], port)
+            except OSError as exc:
+                self._problem(f"TCP control port {self.tcp[0]}:{self.tcp[1]}: "
+                              f"{exc.strerror or exc}")
+        if self.http is not None:
+            try:
+                sock = _bind(*self.http)
+            except OSError as exc:
+                self._problem(f"HTTP control port {self.http[0]}:{self.http[1]}: "
+                              f"{exc.strerror or exc}")
+                return
+            import uvicorn
+
+            from runner.control.http_app import MAX_WS_CLIENTS, build_app
+
+            config = uvicorn.Config(
+                build_app(dispatcher), log_level="warning", access_log=False,
+                lifespan="off", ws_max_size=1 << 20, limit_concurrency=MAX_WS_CLIENTS + 64,
+                timeout_keep_alive=30, h11_max_incomplete_event_size=64 * 1024,
+                ssl_certfile=str(self.certfile) if self.certfile else None,
+                ssl_keyfile=str(self.keyfile) if self.keyfile else None,
+                ws="websockets-sansio" if _has_sansio() else "websockets",
+            )
+            server = _quiet_server(config)
+            self._uvicorn = server
+            self._serve_task = asyncio.create_task(server.serve(sockets=[sock]))
+            for _ in range(200):
+                if server.started or self._serve_task.done():
+                    break
+                await asyncio.sleep(0.01)
+            if self._serve_task.done():
+                self._problem("HTTP control plane failed to start")
+            else:
+                self.bound["http"] = sock.getsockname()[:2]
+
+    def _problem(self, message: str) -> None:
+        self.problems.append(message)
+        log.warning("control plane: %s; the night goes on without it", message)
+
+    async def stop(self) -> None:
+        import asyncio
+
+        if self._uvicorn is not None:
+            self._uvicorn.should_exit = True
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(3):
+                    await self._serve_task
+        if self._tcp is not None:
+            await self._tcp.close()
+        if self.hub.telemetry is not None:
+            await self.hub.telemetry.stop()
+
+    def url(self) -> str | None:
+        if "http" not in self.bound:
+            return None
+        host, port = self.bound["http"]
+        scheme = "https" if self.certfile else "http"
+        return f"{scheme}://{'[' + host + ']' if ':' in host else host}:{port}"
+
+
+def _has_sansio() -> bool:
+    try:
+        import uvicorn.protocols.websockets.websockets_sansio_impl  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def _quiet_server(config: Any) -> Any:
+    """uvicorn's server without its signal handlers: the night owns SIGINT and SIGTERM."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Generator[None, None, None]:
+            yield
+
+    return Server(config)

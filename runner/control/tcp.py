@@ -1,0 +1,110 @@
+"""pyastroimageview's hub protocol (seed 000): one JSON object per line on a plain TCP socket.
+
+On connect the server says ``{"Event": "Connection", "Server": ..., "Version": ...}``; requests
+may omit ``"jsonrpc"``; events are pushed as ``{"Event": <name>, ...}`` lines. With a token set,
+a client must call ``authenticate {"token"}`` within 5 s or is disconnected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from runner.control.protocol import INVALID_REQUEST, Dispatcher, Session, error
+
+log = logging.getLogger("nightrunner.control")
+
+MAX_LINE = 1 << 20
+MAX_CLIENTS = 16
+AUTH_TIMEOUT = 5.0
+IDLE_TIMEOUT = 6 * 3600.0  # a client that connects and never speaks is fine, for a night
+
+
+class TcpServer:
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+        self.hub = dispatcher.hub
+        self.clients = 0
+        self.server: asyncio.Server | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        self.server = await asyncio.start_server(self._client, host, port, limit=MAX_LINE)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2):
+                    await self.server.wait_closed()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.clients >= MAX_CLIENTS:
+            writer.close()
+            return
+        self.clients += 1
+        lock = asyncio.Lock()
+        session = Session("tcp", authenticated=self.hub.token is None,
+                          peer=str(writer.get_extra_info("peername")))
+
+        async def send(obj: Any) -> None:
+            data = (json.dumps(obj, default=str) + "\n").encode()
+            async with lock:
+                writer.write(data)
+                async with asyncio.timeout(30):  # a client that stops reading is dropped
+                    await writer.drain()
+
+        async def answer(line: bytes) -> None:
+            reply = await self.dispatcher.handle_text(line, session)
+            if reply is not None:
+                await send(json.loads(reply))
+
+        async def pump(sub: Any) -> None:
+            while True:
+                event = await sub.next()
+                if session.authenticated:
+                    name = event.get("event")
+                    await send({"Event": name, **{k: v for k, v in event.items()
+                                                  if k != "event"}})
+
+        tasks: set[asyncio.Task[None]] = set()
+        auth_deadline = asyncio.get_running_loop().time() + AUTH_TIMEOUT
+        try:
+            await send({"Event": "Connection", "Server": "Nightrunner",
+                        "Version": self.hub.version})
+            with self.hub.events.subscribe() as sub:
+                pusher = asyncio.create_task(pump(sub))
+                try:
+                    while True:
+                        wait = IDLE_TIMEOUT if session.authenticated else \
+                            auth_deadline - asyncio.get_running_loop().time()
+                        try:
+                            async with asyncio.timeout(wait):
+                                line = await reader.readline()
+                        except TimeoutError:
+                            break
+                        except (ValueError, asyncio.LimitOverrunError):
+                            await send(error(None, INVALID_REQUEST,
+                                             f"line longer than {MAX_LINE} bytes"))
+                            break
+                        if not line:
+                            break
+                        if not line.strip():
+                            continue
+                        t = asyncio.create_task(answer(line))
+                        tasks.add(t)
+                        t.add_done_callback(tasks.discard)
+                finally:
+                    pusher.cancel()
+                    for t in tasks:
+                        t.cancel()
+        except (ConnectionError, TimeoutError, OSError):
+            pass
+        finally:
+            self.clients -= 1
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
