@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import runner.control.methods_camera
+import runner.control.methods_guider
 import runner.control.methods_hub
 import runner.control.methods_night  # noqa: F401  (register their methods)
 from runner.control.hub import Hub
@@ -170,7 +172,9 @@ def _has_sansio() -> bool:
 
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto IPPROTO_TCP, not 0: only then does asyncio set TCP_NODELAY on accepted sockets
+    # (else Nagle + delayed ACK hold each reply's body ~40 ms behind its headers)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
