@@ -98,6 +98,9 @@ class Stacking(Protocol):
 
     async def end(self) -> dict[str, Any] | None: ...
 
+    def end_later(self) -> None:
+        """Save the stack while the shutdown runs (``close`` waits for it)."""
+
 
 class Autofocuser(Protocol):
     async def __call__(self, settings: FocusAuto, filter_name: str | None) -> dict[str, Any]: ...
@@ -284,14 +287,24 @@ class Executor:
                 self.stack = self.s.stacking.begin(ct)
             await self._run_nodes(ct.body, Scope(ct))
         except SkipTarget as exc:
+            await self._end_stack()
             self.bus.emit("target_end", target=t.name, status="skipped", reason=exc.reason)
             return
-        finally:
+        except BaseException:
+            # an abort or a failure: the safe shutdown must not wait for the stack's final
+            # images (a second or more on big frames); they are written while it runs
             self.stack = None
             if self.s.stacking is not None:
-                await asyncio.shield(self.s.stacking.end())
+                self.s.stacking.end_later()
+            raise
+        await self._end_stack()
         self.journal.record("target_done", key=ct.id)
         self.bus.emit("target_end", target=t.name, status="completed")
+
+    async def _end_stack(self) -> None:
+        self.stack = None
+        if self.s.stacking is not None:
+            await asyncio.shield(self.s.stacking.end())
 
     async def _wait_for_constraints(self, ct: CompiledTarget) -> None:
         ok, reasons = self._constraints(ct.target)

@@ -21,6 +21,7 @@ class StackingLink:
 
         self.stacker = LiveStacker(data_dir)
         self.bus = bus
+        self._later: asyncio.Future[dict[str, Any] | None] | None = None
         self.active: str | None = None
 
     def begin(self, ct: CompiledTarget) -> StackingLink | None:
@@ -64,7 +65,13 @@ class StackingLink:
                       if hasattr(paths, "__dict__") else str(paths))
         return status
 
+    def end_later(self) -> None:
+        if self.active is not None and self._later is None:
+            self._later = asyncio.ensure_future(self.end())
+
     async def close(self) -> None:
+        if self._later is not None:
+            await self._later
         if self.active is not None:
             await self.end()
         closer = getattr(self.stacker, "close", None)
