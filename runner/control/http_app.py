@@ -7,12 +7,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import Body, FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from runner.control.protocol import (
     INVALID_REQUEST,
@@ -36,21 +37,36 @@ def _bearer(headers: Any, query: Any = None) -> str | None:
     return None
 
 
+def _unauthorised() -> JSONResponse:
+    return JSONResponse(error(None, UNAUTHORIZED, "unauthorized: bearer token required"),
+                        status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+
+class TokenGate:
+    """With a token set, every HTTP request needs it, checked before routing: a client
+    without it gets 401 and nothing else (no body is read, parsed or validated for it)."""
+
+    def __init__(self, app: ASGIApp, hub: Any) -> None:
+        self.app = app
+        self.hub = hub
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.hub.token is not None:
+            given = _bearer(Headers(scope=scope))
+            if given is None or not self.hub.token_ok(given):
+                await _unauthorised()(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def build_app(dispatcher: Dispatcher) -> FastAPI:
     hub = dispatcher.hub
     app = FastAPI(title="Nightrunner control plane", version=hub.version,
                   docs_url=None, redoc_url=None,
                   description="JSON-RPC 2.0 at POST /rpc and /ws; each method also as "
                               "POST /api/v1/{method}. Bearer token when one is set.")
+    app.add_middleware(TokenGate, hub=hub)
     ws_clients = 0
-
-    def authorised(request: Request) -> bool:
-        given = _bearer(request.headers)
-        return hub.token is None or (given is not None and hub.token_ok(given))
-
-    def unauthorised() -> JSONResponse:
-        return JSONResponse(error(None, UNAUTHORIZED, "unauthorized: bearer token required"),
-                            status_code=401, headers={"WWW-Authenticate": "Bearer"})
 
     async def read_body(request: Request) -> bytes | None:
         declared = request.headers.get("content-length")
@@ -65,8 +81,6 @@ def build_app(dispatcher: Dispatcher) -> FastAPI:
 
     @app.post("/rpc", summary="JSON-RPC 2.0 (a request or a batch)")
     async def rpc(request: Request) -> Response:
-        if not authorised(request):
-            return unauthorised()
         body = await read_body(request)
         if body is None:
             return JSONResponse(error(None, INVALID_REQUEST,
@@ -136,7 +150,7 @@ def build_app(dispatcher: Dispatcher) -> FastAPI:
             ws_clients -= 1
 
     for method in REGISTRY.all():
-        _add_typed_route(app, dispatcher, method, authorised, unauthorised)
+        _add_typed_route(app, dispatcher, method)
 
     @app.exception_handler(Exception)
     async def internal(_request: Request, _exc: Exception) -> JSONResponse:
@@ -145,15 +159,10 @@ def build_app(dispatcher: Dispatcher) -> FastAPI:
     return app
 
 
-def _add_typed_route(
-    app: FastAPI, dispatcher: Dispatcher, method: Method, authorised: Any,
-    unauthorised: Callable[[], JSONResponse],
-) -> None:
+def _add_typed_route(app: FastAPI, dispatcher: Dispatcher, method: Method) -> None:
     """``POST /api/v1/<method>`` with the params model as its body: the OpenAPI view."""
 
     async def endpoint(request: Request, params: Any = None) -> Response:
-        if not authorised(request):
-            return unauthorised()
         raw = params.model_dump(mode="json") if isinstance(params, BaseModel) else {}
         reply = await dispatcher.handle_one(
             {"jsonrpc": "2.0", "id": 1, "method": method.name, "params": raw},

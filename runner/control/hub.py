@@ -98,9 +98,12 @@ class Hub:
             raise RpcError(f"{method}: the night owns the {label}; pause it first")
 
     def attach(self, run: Any, task: asyncio.Task[Any] | None = None) -> None:
-        """Serve ``run``'s events and state (``run.listeners`` must include ``self.events``)."""
+        """Serve ``run``'s events and state (``run.listeners`` must include ``self.events``).
+        Call it before the night emits its first event: sequence numbers start again at 1,
+        so that they are the lines of the night's events.jsonl, which ``get_events`` reads."""
         self.run = run
         self.night_task = task
+        self.events.seq = 0
 
     def detach(self) -> None:
         self.last_run = self.run

@@ -1,5 +1,7 @@
 """Seed 000: pyastroimageview's hub methods, with its names, parameter names and result shapes
-(each getter answers ``{<its name>: value}``; commands answer ``{"complete": true}``)."""
+(each getter answers ``{<key>: value}`` with the key pyastroimageview's server uses and its RPC
+camera client reads, e.g. ``get_camera_x_pixelsize`` → ``{"camera_x_pixelsize": 3.76}``;
+commands answer ``{"complete": true}``)."""
 
 from __future__ import annotations
 
@@ -30,12 +32,19 @@ class CoolerState(_Strict):
 class TakeImage(_Strict):
     exposure: float = Field(ge=0, le=3600)
     binning: int = Field(1, ge=1, le=16)
-    roi: tuple[int, int, int, int] | None = None  # leftmost x, uppermost y, width, height
+    # leftmost x, uppermost y, width, height in binned pixels, as the seed's (its RPC camera
+    # client sends the frame size divided by the binning: floats)
+    roi: tuple[float, float, float, float] | None = None
     frametype: Literal["Light", "Dark", "Bias", "Flat"] = "Light"
+    camera_gain: int | None = Field(None, ge=0, description="Gain for this exposure.")
+    # pyastroimageview's test client sends it; its server ignores it, and so does this one
+    filename: str | None = Field(None, max_length=1024, description="Ignored: save_image.")
 
 
 class SaveImage(_Strict):
     filename: str = Field(min_length=1, max_length=1024)
+    # pyastroimageview's RPC camera client sends it; a frame is never overwritten here
+    overwrite: bool = Field(False, description="Accepted; existing files are never replaced.")
 
 
 class FocuserPosition(_Strict):
@@ -46,27 +55,33 @@ def _one(name: str, value: Any) -> dict[str, Any]:
     return {name: value}
 
 
-def _getter(method: str, kind: str, read: Any, key: str | None = None) -> None:
+def _getter(method: str, kind: str, key: str, read: Any) -> None:
     async def handler(hub: Hub, _p: BaseModel) -> dict[str, Any]:
-        return _one(key or method, await read(hub.device(kind)))
+        return _one(key, await read(hub.device(kind)))
 
-    handler.__doc__ = f"{kind}: {method.replace('_', ' ')}"
+    handler.__doc__ = f"{kind}: {method.replace('_', ' ')} (answers {{{key!r}: value}})"
     REGISTRY.method(method)(handler)
 
 
-_getter("get_camera_x_pixelsize", "camera", lambda c: _info(c, "pixel_size"))
-_getter("get_camera_y_pixelsize", "camera", lambda c: _info(c, "pixel_size"))
-_getter("get_camera_max_binning", "camera", lambda c: _info(c, "max_binning"))
-_getter("get_camera_egain", "camera", lambda c: _info(c, "egain"))
-_getter("get_camera_gain", "camera", lambda c: c.gain())
-_getter("get_current_temperature", "camera", lambda c: c.temperature(), "current_temperature")
-_getter("get_target_temperature", "camera", lambda c: c.set_point())
-_getter("get_cooler_state", "camera", lambda c: c.cooler_on())
-_getter("get_cooler_power", "camera", lambda c: c.cooler_power())
-_getter("focuser_get_absolute_position", "focuser", lambda f: f.position())
-_getter("focuser_get_max_absolute_position", "focuser", lambda f: f.max_position())
-_getter("focuser_get_current_temperature", "focuser", lambda f: f.temperature())
-_getter("focuser_is_moving", "focuser", lambda f: f.is_moving())
+_getter("get_camera_x_pixelsize", "camera", "camera_x_pixelsize",
+        lambda c: _info(c, "pixel_size"))
+_getter("get_camera_y_pixelsize", "camera", "camera_y_pixelsize",
+        lambda c: _info(c, "pixel_size"))
+_getter("get_camera_max_binning", "camera", "camera_max_binning",
+        lambda c: _info(c, "max_binning"))
+_getter("get_camera_egain", "camera", "camera_egain", lambda c: _info(c, "egain"))
+_getter("get_camera_gain", "camera", "camera_gain", lambda c: c.gain())
+_getter("get_current_temperature", "camera", "current_temperature", lambda c: c.temperature())
+_getter("get_target_temperature", "camera", "target_temperature", lambda c: c.set_point())
+_getter("get_cooler_state", "camera", "cooler_state", lambda c: c.cooler_on())
+_getter("get_cooler_power", "camera", "cooler_power", lambda c: c.cooler_power())
+_getter("focuser_get_absolute_position", "focuser", "absolute_position",
+        lambda f: f.position())
+_getter("focuser_get_max_absolute_position", "focuser", "max_absolute_position",
+        lambda f: f.max_position())
+_getter("focuser_get_current_temperature", "focuser", "current_temperature",
+        lambda f: f.temperature())
+_getter("focuser_is_moving", "focuser", "is_moving", lambda f: f.is_moving())
 
 
 async def _info(camera: Any, field: str) -> Any:
@@ -75,12 +90,13 @@ async def _info(camera: Any, field: str) -> Any:
 
 @REGISTRY.method("get_camera_info")
 async def get_camera_info(hub: Hub, _p: BaseModel) -> dict[str, Any]:
-    """Camera binning, frame size and region of interest."""
+    """Camera binning, frame size (unbinned) and region of interest (binned pixels)."""
     cam = hub.device("camera")
     info = await cam.info()
     roi = await cam.roi()
-    return {"binning": await cam.binning(), "framesize": [info.width, info.height],
-            "roi": [roi.x, roi.y, roi.width, roi.height]}
+    b = await cam.binning()
+    return {"binning": b, "framesize": [info.width, info.height],
+            "roi": [roi.x // b, roi.y // b, roi.width // b, roi.height // b]}
 
 
 @REGISTRY.method("set_target_temperature", TargetTemperature, moves="camera")
@@ -103,7 +119,10 @@ async def take_image(hub: Hub, p: TakeImage) -> Complete:
     cam = hub.device("camera")
     async with hub.image_lock:
         await cam.set_binning(p.binning)
-        await cam.set_roi(None if p.roi is None else RoiBox(*p.roi))
+        b = p.binning  # the devices' ROI is in unbinned sensor pixels
+        await cam.set_roi(None if p.roi is None else RoiBox(*(int(v) * b for v in p.roi)))
+        if p.camera_gain is not None:
+            await cam.set_gain(p.camera_gain)
         kind = p.frametype.lower()
         await cam.start_exposure(p.exposure, kind, light=kind in ("light", "flat"))
         speed = hub.clock.speed if hub.clock is not None else 1.0

@@ -23,6 +23,18 @@ AUTH_TIMEOUT = 5.0
 IDLE_TIMEOUT = 6 * 3600.0  # a client that connects and never speaks is fine, for a night
 
 
+def seed_event(event: dict[str, Any]) -> dict[str, Any]:
+    """An engine event as a seed 000 line: ``{"Event": <name>, ...}``. pyastroimageview's
+    clients take any line with an ``"id"`` for a reply, so an event's own ``id`` (a step's) is
+    sent as ``<name>_id``."""
+    name = event.get("event")
+    out: dict[str, Any] = {"Event": name}
+    for key, value in event.items():
+        if key != "event":
+            out[f"{name}_id" if key == "id" else key] = value
+    return out
+
+
 class TcpServer:
     def __init__(self, dispatcher: Dispatcher) -> None:
         self.dispatcher = dispatcher
@@ -66,9 +78,7 @@ class TcpServer:
             while True:
                 event = await sub.next()
                 if session.authenticated:
-                    name = event.get("event")
-                    await send({"Event": name, **{k: v for k, v in event.items()
-                                                  if k != "event"}})
+                    await send(seed_event(event))
 
         tasks: set[asyncio.Task[None]] = set()
         auth_deadline = asyncio.get_running_loop().time() + AUTH_TIMEOUT
@@ -79,12 +89,15 @@ class TcpServer:
                 pusher = asyncio.create_task(pump(sub))
                 try:
                     while True:
-                        wait = IDLE_TIMEOUT if session.authenticated else \
+                        authenticated = session.authenticated
+                        wait = IDLE_TIMEOUT if authenticated else \
                             auth_deadline - asyncio.get_running_loop().time()
                         try:
                             async with asyncio.timeout(wait):
                                 line = await reader.readline()
                         except TimeoutError:
+                            if session.authenticated and not authenticated:
+                                continue  # authenticated while waiting: now the idle limit
                             break
                         except (ValueError, asyncio.LimitOverrunError):
                             await send(error(None, INVALID_REQUEST,

@@ -252,7 +252,9 @@ class Run:
         assert ex is not None
         loop = asyncio.get_running_loop()
         installed = []
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        # on a hub's devices (nightrunner serve) the hub owns the signals: it aborts the night
+        # and stops; taking them here would leave the hub without its handlers afterwards
+        for sig in (signal.SIGINT, signal.SIGTERM) if self._own_devices else ():
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.abort, f"signal {signal.Signals(sig).name}")
                 installed.append(sig)
@@ -260,6 +262,8 @@ class Run:
         outcome = "completed"
         try:
             self._night = asyncio.create_task(ex.run_night())
+            if self.abort_reason is not None:  # aborted while the night was being set up
+                self._night.cancel()
             try:
                 await self._night
                 if self.abort_reason is not None:
