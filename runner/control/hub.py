@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import os
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -109,6 +110,15 @@ class Hub:
         self.last_run = self.run
         self.run = None
         self.night_task = None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _version() -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import math
-from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -24,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from runner.control.hub import Hub
 from runner.control.protocol import INVALID_PARAMS, Dispatcher, RpcError, _readable
-from runner.control.registry import REGISTRY, Handler, NoParams
+from runner.control.registry import REGISTRY
 from runner.devices.interfaces import Camera, ExposureState, Frame, RoiBox
 
 PREFIX = "camera."
@@ -97,10 +96,7 @@ def _camera(hub: Hub) -> Camera:
     return cam
 
 
-def _reg(
-    name: str, params: type[BaseModel] = NoParams, *, moves: bool = False
-) -> Callable[[Handler], Handler]:
-    return REGISTRY.method(PREFIX + name, params, moves="camera" if moves else None)
+_reg = REGISTRY.namespace(PREFIX, "camera")
 
 
 # ------------------------------------------------------------------ connection

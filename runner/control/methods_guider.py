@@ -22,19 +22,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import shutil
 import weakref
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from runner.control.hub import Hub
+from runner.control.hub import Hub, is_loopback
 from runner.control.protocol import RpcError
-from runner.control.registry import REGISTRY, Handler, NoParams
+from runner.control.registry import REGISTRY
 from runner.guiding.phd2_client import PHD2Client, scan_servers
 from runner.guiding.phd2_process import PHD2Process, stop_phd2
 from runner.guiding.phd2_types import PHD2Profile, SettleParams
@@ -183,19 +181,7 @@ def _host(hub: Hub) -> str:
     return str(prof.host) if prof is not None else "127.0.0.1"
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _reg(
-    name: str, params: type[BaseModel] = NoParams, *, moves: bool = False
-) -> Callable[[Handler], Handler]:
-    return REGISTRY.method(PREFIX + name, params, moves="guider" if moves else None)
+_reg = REGISTRY.namespace(PREFIX, "guider")
 
 
 # ------------------------------------------------------------------ PHD2 itself
@@ -237,7 +223,7 @@ async def _start_simulator(hub: Hub, link: HubGuider, port: int) -> int:
 async def _start_executable(link: HubGuider, host: str, port: int, path: str | None) -> int:
     from runner.guiding.phd2_process import start_phd2 as run_phd2
 
-    if not _is_loopback(host):
+    if not is_loopback(host):
         raise RpcError(f"start_phd2: the profile's PHD2 runs on {host}, not on this hub; "
                        "start it there")
     if not path:

@@ -58,6 +58,18 @@ class Registry:
 
         return register
 
+    def namespace(
+        self, prefix: str, device: str
+    ) -> Callable[..., Callable[[Handler], Handler]]:
+        """``reg(name, Params, moves=True)`` registering ``prefix + name`` (``camera.`` …)."""
+
+        def reg(
+            name: str, params: type[BaseModel] = NoParams, *, moves: bool = False
+        ) -> Callable[[Handler], Handler]:
+            return self.method(prefix + name, params, moves=device if moves else None)
+
+        return reg
+
     def get(self, name: str) -> Method | None:
         return self._methods.get(name)
 

@@ -8,7 +8,6 @@ control plane never stops a night.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import os
 import socket
@@ -21,7 +20,7 @@ import runner.control.methods_camera
 import runner.control.methods_guider
 import runner.control.methods_hub
 import runner.control.methods_night  # noqa: F401  (register their methods)
-from runner.control.hub import Hub
+from runner.control.hub import Hub, is_loopback
 from runner.control.protocol import Dispatcher
 from runner.control.tcp import TcpServer
 from runner.control.telemetry import Telemetry
@@ -43,15 +42,6 @@ def parse_address(text: str, default_port: int) -> tuple[str, int]:
     if not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(f"bad address {text!r}: expected HOST:PORT")
     return host, int(port)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def read_token(token: str | None, token_file: Path | None) -> str | None:
