@@ -7,6 +7,7 @@ that ``validate`` stays fast enough for an editor's save hook.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -128,7 +129,6 @@ def run(
 ) -> None:
     """Run a plan: startup, targets, and the safe shutdown — always."""
     import asyncio
-    import json
 
     from runner.errors import RunLockedError
     from runner.plan.loader import load_plan
@@ -168,15 +168,38 @@ def run(
         where = exc.filename or options.data_dir
         typer.echo(f"error: data directory {where}: {exc.strerror or exc}", err=True)
         raise typer.Exit(1) from None
+    _final_words(outcome, as_json)
+    raise typer.Exit(outcome.exit_code)
+
+
+def _final_words(outcome: Any, as_json: bool) -> None:
+    """The last lines of a night. The terminal may be gone (SIGHUP, a closed pipe): the night
+    is over and recorded, so a failing stdout only loses these lines, not the exit code."""
+    import json
+    import os
+    import sys
+
+    s = outcome.summary
     if as_json:
-        typer.echo(json.dumps(outcome.summary, indent=2, default=str))
+        text = json.dumps(s, indent=2, default=str)
     else:
-        s = outcome.summary
-        typer.echo(
+        lines = []
+        if not s.get("rig_safe", True):
+            lines.append("RIG MAY NOT BE SAFE: " + "; ".join(s.get("rig_unsafe_reasons", [])))
+        for p in s.get("record_problems", []):
+            lines.append(f"night record incomplete: {p}")
+        lines.append(
             f"{s['outcome']}: {s['frames']['light']} light frames, "
             f"{len(s['errors'])} errors; report {outcome.run_dir / 'report.md'}"
         )
-    raise typer.Exit(outcome.exit_code)
+        text = "\n".join(lines)
+    try:
+        typer.echo(text)
+        sys.stdout.flush()
+    except OSError:  # EPIPE / EIO: nobody is reading; keep the interpreter's exit quiet
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
 
 
 @app.command()

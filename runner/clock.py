@@ -85,3 +85,33 @@ class ScaledClock:
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(self.to_real(seconds))
 
+
+
+# A timeout is also never shorter than this many real seconds past its clock-time length: at
+# --speed 1000 a 30 s margin is 30 ms of real time, less than one busy event-loop iteration, and
+# a device that finished on time would be declared late because its own task ran a moment after
+# the poller's (--dry-run timed out its first exposure on a loaded machine). On a real clock
+# (speed 1) the grace is a second or two on top of timeouts of minutes: nothing changes.
+REAL_GRACE_S = 2.0
+
+
+def timeout_real(clock: Clock, seconds: float) -> float:
+    """Real seconds for an asyncio timeout of ``seconds`` of clock time."""
+    return clock.to_real(seconds) + REAL_GRACE_S
+
+
+class Deadline:
+    """``seconds`` of clock time from now, expired only when at least as much real time as
+    they take (plus the grace) has passed too."""
+
+    def __init__(self, clock: Clock, seconds: float) -> None:
+        self.clock = clock
+        self.seconds = seconds
+        self._clock_start = clock.monotonic()
+        self._real_end = time.monotonic() + timeout_real(clock, seconds)
+
+    def expired(self) -> bool:
+        return (
+            self.clock.monotonic() - self._clock_start > self.seconds
+            and time.monotonic() > self._real_end
+        )

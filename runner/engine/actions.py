@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from runner.clock import Clock
+from runner.clock import Clock, Deadline
 from runner.devices.interfaces import Camera, ExposureState, FilterWheel, Focuser, Frame, Mount
 from runner.errors import DeviceError, DeviceTimeout
 
@@ -16,9 +16,9 @@ POLL = 0.5  # clock seconds between status polls
 
 async def _poll_until(clock: Clock, done: object, what: str, timeout: float | None) -> None:
     """Poll ``done()`` (an async predicate) every POLL clock seconds until true or timeout."""
-    start = clock.monotonic()
+    deadline = None if timeout is None else Deadline(clock, timeout)
     while not await done():  # type: ignore[operator]
-        if timeout is not None and clock.monotonic() - start > timeout:
+        if deadline is not None and deadline.expired():
             raise DeviceTimeout(f"{what} did not finish within {timeout:g} s")
         await clock.sleep(POLL)
 
@@ -29,7 +29,7 @@ async def expose(
     """One exposure; an abort (task cancellation) aborts it on the camera and discards it."""
     await camera.start_exposure(seconds, frame_type, light=frame_type in ("light", "flat"))
     try:
-        start = clock.monotonic()
+        deadline = Deadline(clock, timeout)
         poll = min(POLL, max(0.02, seconds / 20))
         while True:
             state = await camera.exposure_status()
@@ -40,7 +40,7 @@ async def expose(
                 raise DeviceError("camera reported an exposure error")
             if state is ExposureState.idle:
                 raise DeviceError("camera went idle without delivering the frame")
-            if clock.monotonic() - start > timeout:
+            if deadline.expired():
                 raise DeviceTimeout(f"exposure of {seconds:g} s not complete after {timeout:g} s")
             await clock.sleep(poll)
     except BaseException:
@@ -116,13 +116,12 @@ async def set_temperature(
 ) -> float:
     """Ramp the set point at ``rate`` °C/min (stepwise every 10 s) and wait until the sensor is
     within ``tolerance`` of ``target``. Returns the final temperature."""
-    start = clock.monotonic()
+    deadline = Deadline(clock, timeout)
     current = await camera.temperature()
     setpoint = current
     step_s = 10.0
     while True:
-        elapsed = clock.monotonic() - start
-        if elapsed > timeout:
+        if deadline.expired():
             raise DeviceTimeout(
                 f"camera at {await camera.temperature():.1f} °C, did not reach {target:g} °C "
                 f"within {timeout:g} s"

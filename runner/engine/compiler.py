@@ -130,6 +130,10 @@ class _Compiler:
         return tuple(out)
 
 
+SHUTDOWN_RETRIES = 2
+SHUTDOWN_BACKOFF = 5.0  # seconds (engine clock): retries after 5 s and 10 s
+
+
 def compile_plan(plan: Plan, equipment: Equipment) -> Program:
     c = _Compiler(plan)
     startup = c.nodes(plan.startup, "startup", plan.on_error)
@@ -137,8 +141,10 @@ def compile_plan(plan: Plan, equipment: Equipment) -> Program:
     for i, t in enumerate(plan.targets):
         pol = t.on_error or plan.on_error
         targets.append(CompiledTarget(i, f"T{i}", t, c.nodes(t.sequence, f"T{i}/seq", pol), pol))
-    # shutdown never gives up the rest of the shutdown for one failing step
-    shut_policy = ErrorPolicy(retry=0, backoff=0, then=Then.skip_step)
+    # shutdown never gives up the rest of the shutdown for one failing step, and a device
+    # that cannot be reached gets a bounded second and third chance (reconnecting between)
+    shut_policy = ErrorPolicy(retry=SHUTDOWN_RETRIES, backoff=SHUTDOWN_BACKOFF,
+                              then=Then.skip_step)
     shutdown = c.nodes(plan.shutdown, "shutdown", shut_policy)
     return Program(
         plan=plan,

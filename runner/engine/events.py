@@ -1,11 +1,14 @@
 """Run events: one stream feeds the JSON-lines log, the progress display and the control plane.
 
 Listeners must be quick and must not raise; a failing listener is logged and dropped so that
-a broken display can never stop a night.
+a broken display can never stop a night. Likewise the log file: emit is called from error
+handlers and from the safe shutdown, so a full or failing disk (ENOSPC, EIO) must never raise
+out of it — the event still reaches the listeners, and the loss is counted and reported once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -24,6 +27,8 @@ class EventBus:
         self._listeners: list[Listener] = []
         self.clock = clock  # when set, every event also carries the engine-clock time
         self._fd = -1
+        self.write_failures = 0  # events that could not be appended to the log file
+        self.write_error: str | None = None  # the first such failure, for the summary
         if log_path is not None:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -36,15 +41,32 @@ class EventBus:
         if self.clock is not None:
             record["clock"] = self.clock.now().isoformat()
         if self._fd >= 0:
-            os.write(self._fd, (json.dumps(record, default=str) + "\n").encode())
+            self._append(record)
         for listener in list(self._listeners):
             try:
                 listener(record)
-            except Exception:  # a display must never stop the night
-                log.exception("event listener failed; removing it")
+            except Exception as exc:  # a display must never stop the night
+                # one line, no traceback: the terminal may be the very thing that failed
                 self._listeners.remove(listener)
+                with contextlib.suppress(Exception):
+                    log.warning("%s stopped (%s: %s); the night goes on without it",
+                                getattr(listener, "__qualname__", type(listener).__name__),
+                                type(exc).__name__, exc)
+                    log.debug("listener failure", exc_info=True)
+
+    def _append(self, record: dict[str, Any]) -> None:
+        try:
+            os.write(self._fd, (json.dumps(record, default=str) + "\n").encode())
+        except OSError as exc:
+            self.write_failures += 1
+            if self.write_error is None:
+                self.write_error = f"event log not written: {exc.strerror or exc}"
+                # stderr may be gone too (a closed terminal): then there is nobody to tell
+                with contextlib.suppress(Exception):
+                    log.error("%s; the night goes on", self.write_error)
 
     def close(self) -> None:
         if self._fd >= 0:
-            os.close(self._fd)
+            with contextlib.suppress(OSError):  # a failing disk reports errors at close too
+                os.close(self._fd)
             self._fd = -1

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from runner.clock import Clock
+from runner.clock import Clock, timeout_real
 from runner.devices.interfaces import Frame, Guider, GuiderState, GuideStats
 from runner.engine import actions
 from runner.engine import triggers as trig
@@ -127,6 +127,10 @@ class Services:
 # ----------------------------------------------------------------------------- control flow
 
 
+# shutdown step kinds whose failure can leave the rig unsafe (cold camera, guiding, unparked)
+SAFETY_KINDS = frozenset({"warm", "park", "guide"})
+
+
 class SkipTarget(Exception):
     """Leave the current target (constraint ended it, or policy said skip_target)."""
 
@@ -205,6 +209,7 @@ class Executor:
         self.current_exposure: dict[str, Any] | None = None
         self._sent_settings: tuple[Any, ...] | None = None
         self._connections = 0  # bumped on every reconnect
+        self.unsafe: list[str] = []  # shutdown steps that failed to make the rig safe
         af = program.triggers.autofocus
         # star detection on every light costs ~0.1 s on a 4k frame: only when a trigger needs it
         self._wants_hfr = af is not None and af.hfr_increase is not None
@@ -249,8 +254,12 @@ class Executor:
             await self._run_target(ct)
 
     async def run_shutdown(self) -> None:
-        """Every shutdown step runs with its own timeout; one stuck step never blocks the next."""
-        self._fire("begin_shutdown")
+        """Every shutdown step runs with its own timeout and its own retries (reconnecting
+        between them); one stuck or unreachable device never blocks the next step. A step
+        that makes the rig safe and still fails is recorded in ``unsafe``: the outcome then
+        says the rig may not be safe. Nothing here needs the disk (events are best-effort)."""
+        with contextlib.suppress(Exception):
+            self._fire("begin_shutdown")
         self.bus.emit("phase", phase="shutdown")
         scope = Scope(None, phase="shutdown")
         with contextlib.suppress(Exception):
@@ -259,17 +268,27 @@ class Executor:
             if not isinstance(node, Leaf):
                 continue
             try:
-                await self._run_leaf(node, scope)
+                ok = await self._run_leaf(node, scope)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # shutdown goes on whatever happens
                 self._error(f"shutdown step {node.id} ({node.kind}) failed: {exc}")
+                ok = False
+            if not ok and node.kind in SAFETY_KINDS:
+                self.unsafe.append(f"{node.kind} failed ({node.id})")
         # never leave guiding running, whatever the plan's shutdown said
         if self.guiding and self.s.guider is not None:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(self.s.clock.to_real(30) + 1):
+            try:
+                async with asyncio.timeout(timeout_real(self.s.clock, 30)):
                     await self.s.guider.stop()
-            self.guiding = False
+                self.guiding = False
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._error(f"shutdown: guiding could not be stopped: {exc}")
+                self.unsafe.append("guiding may still be running")
+        if self.unsafe:
+            self.bus.emit("rig_unsafe", reasons=list(self.unsafe))
 
     # ------------------------------------------------------------------ targets
 
@@ -460,17 +479,18 @@ class Executor:
         policy: Any,
         timeout: float | None,
         action: Callable[[], Awaitable[None]],
-    ) -> None:
+    ) -> bool:
+        """True when the step succeeded, False when its policy skipped it."""
         attempt = 0
         while True:
             try:
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
                 # (an abort) that lands as the step finishes
                 async with asyncio.timeout(
-                    None if timeout is None else self.s.clock.to_real(timeout)
+                    None if timeout is None else timeout_real(self.s.clock, timeout)
                 ):
                     await action()
-                return
+                return True
             except TimeoutError:
                 exc: Exception = DeviceError(f"{kind} step timed out after {timeout:g} s")
             except (DeviceError, GuiderError) as e:
@@ -487,7 +507,7 @@ class Executor:
             then = Then(policy.then)
             self.bus.emit("policy", step=step_id, action=then.value, error=str(exc))
             if then is Then.skip_step:
-                return
+                return False
             if then is Then.skip_target and self.target is not None:
                 raise SkipTarget(f"{kind} failed: {exc}") from exc
             raise FatalRunError(f"{kind} failed: {exc}") from exc
@@ -514,12 +534,12 @@ class Executor:
 
     # ------------------------------------------------------------------ leaves
 
-    async def _run_leaf(self, leaf: Leaf, scope: Scope) -> None:
+    async def _run_leaf(self, leaf: Leaf, scope: Scope) -> bool:
         timeout = leaf.timeout if leaf.timeout is not None else self._default_timeout(leaf)
         self._fire(f"begin_{leaf.kind}")
         self.bus.emit("step", id=leaf.id, kind=leaf.kind, phase=scope.phase)
         try:
-            await self._with_policy(
+            return await self._with_policy(
                 leaf.id, leaf.kind, leaf.policy, timeout, lambda: self._do_leaf(leaf, scope)
             )
         finally:
@@ -577,8 +597,12 @@ class Executor:
             await self._slew(step, scope)
         elif isinstance(step, ParkStep):
             assert s.mount is not None
-            if self.guiding:
-                await self._stop_guiding()
+            if self.guiding:  # PHD2 gone must not keep the mount from parking
+                try:
+                    await self._stop_guiding()
+                except (GuiderError, DeviceError) as exc:
+                    self._error(f"{leaf.id} (park): stopping guiding first failed: {exc}; "
+                                "parking anyway")
             await actions.park(s.mount, s.clock, self.p.equipment.mount.slew_timeout
                                if self.p.equipment.mount else 300)
             self.bus.emit("parked")

@@ -16,7 +16,7 @@ import os
 import re
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +42,10 @@ from runner.plan.models import Plan, Target
 
 log = logging.getLogger("nightrunner.run")
 
+# signals that end the night in the safe shutdown, and signals that are only noted
+SAFE_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+HARMLESS_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
+
 
 @dataclass
 class RunOptions:
@@ -62,8 +66,44 @@ class RunResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def rig_safe(self) -> bool:
+        """False when a shutdown step could not reach its device (the camera may be cold,
+        guiding may run, the mount may be unparked): a completed night then exits 1 too."""
+        return bool(self.summary.get("rig_safe", True))
+
+    @property
     def exit_code(self) -> int:
-        return 0 if self.outcome == "completed" else 1
+        return 0 if self.outcome == "completed" and self.rig_safe else 1
+
+
+@contextlib.contextmanager
+def _noting(problems: list[str], what: str) -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:  # OSError mostly; a bug in the report must not hide the rest
+        problems.append(f"{what}: {type(exc).__name__}: {exc}")
+
+
+def write_durably(path: Path, text: str) -> None:
+    """Write-then-rename with fsync: after a crash the file is whole or the old one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _read_events(path: Path) -> list[dict[str, Any]]:
+    """The event log as far as it is readable (a failing disk may have torn its end)."""
+    events: list[dict[str, Any]] = []
+    with contextlib.suppress(OSError):
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return events
 
 
 def _slug(text: str) -> str:
@@ -119,6 +159,11 @@ class Run:
         self.listeners = list(listeners or [])
         self.run_dir: Path | None = None
         self.warnings: list[str] = []  # from collaborators (the control plane), for the log
+        self._errors: list[str] = []  # errors outside the executor (set-up), for the summary
+
+    def _run_error(self, bus: EventBus, message: str) -> None:
+        self._errors.append(message)
+        bus.emit("error", message=message)
 
     # ------------------------------------------------------------------ control
 
@@ -165,8 +210,38 @@ class Run:
     async def execute(self) -> RunResult:
         data = self.opt.data_dir
         data.mkdir(parents=True, exist_ok=True)
-        with DataDirLock(data):
+        with DataDirLock(data), self._signals():
             return await self._execute_locked(data)
+
+    @contextlib.contextmanager
+    def _signals(self) -> Iterator[None]:
+        """From the first device call to the summary, every signal that would end the process
+        ends the night in the safe shutdown instead (closing the terminal or an SSH drop is a
+        SIGHUP; systemd stops with SIGTERM; Ctrl-\\ is SIGQUIT), and the user signals, whose
+        default would kill the process, are made harmless. SIGPIPE is already ignored by
+        Python (a closed stdout raises, and the console listener is dropped). On a hub's
+        devices (``nightrunner serve``) the hub owns the signals: it aborts the night and
+        stops; taking them here would leave the hub without its handlers afterwards."""
+        if not self._own_devices:
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        installed: list[signal.Signals] = []
+
+        def ignored(name: str) -> None:
+            if self.bus:
+                self.bus.emit("warning", message=f"{name} ignored (the night goes on)")
+
+        for sig in SAFE_STOP_SIGNALS + HARMLESS_SIGNALS:
+            handler = self.abort if sig in SAFE_STOP_SIGNALS else ignored
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, handler, f"signal {sig.name}")
+                installed.append(sig)
+        try:
+            yield
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
 
     async def _execute_locked(self, data: Path) -> RunResult:
         digest = plan_digest(self.opt.plan_text or self.plan.model_dump_json().encode())
@@ -225,39 +300,49 @@ class Run:
                 self.clock.release()
                 outcome = await self._drive(bus)
         except NightrunnerError as exc:
-            bus.emit("error", message=f"run could not start: {exc}")
+            self._run_error(bus, f"run could not start: {exc}")
             outcome = "failed"
         except Exception as exc:  # a bug: logged with its traceback, reported in one line
             log.exception("run failed unexpectedly")
-            bus.emit("error", message=f"internal error: {type(exc).__name__}: {exc}")
+            self._run_error(bus, f"internal error: {type(exc).__name__}: {exc}")
             outcome = "failed"
         finally:
-            journal.record("run_end", outcome=outcome) if outcome == "completed" else \
-                journal.record("run_stopped", outcome=outcome)
-            journal.close()
+            # the record of the night is written piece by piece: a full or failing disk loses
+            # the piece it hits, never the rest (and never the shutdown, which ran before)
+            problems: list[str] = []
+            with _noting(problems, "journal"):
+                journal.record("run_end" if outcome == "completed" else "run_stopped",
+                               outcome=outcome)
+            with _noting(problems, "journal"):
+                journal.close()
             summary = self._summary(outcome, run_dir, real_start, clock_start)
-            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-            bus.emit("run_end", outcome=outcome, lights=summary["frames"]["light"])
-            listener_close()
+            unsafe = self.executor.unsafe if self.executor else []
+            summary["errors"] = [*summary["errors"], *self._errors]
+            summary["rig_safe"] = not unsafe
+            summary["rig_unsafe_reasons"] = list(unsafe)
+            if bus.write_error:
+                problems.append(f"{bus.write_error} ({bus.write_failures} events)")
+            with _noting(problems, "summary.json"):
+                write_durably(run_dir / "summary.json",
+                              json.dumps(summary, indent=2, default=str))
+            bus.emit("run_end", outcome=outcome, lights=summary["frames"]["light"],
+                     rig_safe=summary["rig_safe"])
+            with _noting(problems, "console"):
+                listener_close()
             bus.close()
-            from runner.engine.report import write_report
+            with _noting(problems, "report.md"):
+                from runner.engine.report import write_report
 
-            events = [json.loads(x) for x in
-                      (run_dir / "events.jsonl").read_text(encoding="utf-8").splitlines()]
-            write_report(run_dir, summary, events)
+                events = _read_events(run_dir / "events.jsonl")
+                write_report(run_dir, summary, events)
+            summary["record_problems"] = problems
+            for p in problems:
+                log.error("night record: %s", p)
         return RunResult(outcome, run_dir, summary)
 
     async def _drive(self, bus: EventBus) -> str:
         ex = self.executor
         assert ex is not None
-        loop = asyncio.get_running_loop()
-        installed = []
-        # on a hub's devices (nightrunner serve) the hub owns the signals: it aborts the night
-        # and stops; taking them here would leave the hub without its handlers afterwards
-        for sig in (signal.SIGINT, signal.SIGTERM) if self._own_devices else ():
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self.abort, f"signal {signal.Signals(sig).name}")
-                installed.append(sig)
         safety = asyncio.create_task(self._watch_safety(bus))
         outcome = "completed"
         try:
@@ -273,14 +358,14 @@ class Run:
                     raise
                 outcome = "aborted"
             except FatalRunError as exc:
-                bus.emit("error", message=f"fatal: {exc}")
+                ex._error(f"fatal: {exc}")
                 outcome = "failed"
             except RunAborted as exc:
                 self.abort_reason = self.abort_reason or str(exc)
                 outcome = "aborted"
             except Exception as exc:  # an engine bug must still end in a safe shutdown
                 log.exception("unexpected error")
-                bus.emit("error", message=f"unexpected {type(exc).__name__}: {exc}")
+                ex._error(f"unexpected {type(exc).__name__}: {exc}")
                 outcome = "failed"
             safety.cancel()
             self._shutting_down = True
@@ -292,8 +377,9 @@ class Run:
             return outcome
         finally:
             safety.cancel()
-            for sig in installed:
-                loop.remove_signal_handler(sig)
+            if not self._shutting_down:  # an engine bug above: the rig is made safe anyway
+                self._shutting_down = True
+                await ex.run_shutdown()
 
     async def _watch_safety(self, bus: EventBus) -> None:
         ex = self.executor

@@ -44,6 +44,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from astropy.io import fits
@@ -192,6 +193,17 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _write_hdu(hdu: fits.PrimaryHDU, fh: IO[bytes]) -> None:
+    """astropy's free-space check breaks on a file handle: a full disk surfaces as
+    "'list' object has no attribute '_file'". The OSError underneath is the real news."""
+    try:
+        hdu.writeto(fh)
+    except AttributeError as exc:
+        if isinstance(exc.__context__, OSError):
+            raise exc.__context__ from None
+        raise
+
+
 def write_fits(path: str | os.PathLike[str], frame: Frame, meta: FrameMeta | None = None) -> Path:
     """Write ``frame`` to ``path`` atomically (creating directories); returns the path.
 
@@ -209,7 +221,7 @@ def write_fits(path: str | os.PathLike[str], frame: Frame, meta: FrameMeta | Non
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         with os.fdopen(fd, "wb") as fh:
-            hdu.writeto(fh)
+            _write_hdu(hdu, fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, final)
