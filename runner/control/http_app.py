@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from runner.control.http_guard import MAX_BODY, BodyGuard
 from runner.control.protocol import (
     INVALID_REQUEST,
     UNAUTHORIZED,
@@ -24,8 +25,8 @@ from runner.control.protocol import (
 )
 from runner.control.registry import REGISTRY, Method, NoParams
 
-MAX_BODY = 1 << 20  # bytes of one HTTP request or WebSocket message
 MAX_WS_CLIENTS = 64
+MAX_IN_FLIGHT = 16  # requests of one WebSocket client being answered at once
 
 
 def _bearer(headers: Any, query: Any = None) -> str | None:
@@ -65,27 +66,14 @@ def build_app(dispatcher: Dispatcher) -> FastAPI:
                   docs_url=None, redoc_url=None,
                   description="JSON-RPC 2.0 at POST /rpc and /ws; each method also as "
                               "POST /api/v1/{method}. Bearer token when one is set.")
-    app.add_middleware(TokenGate, hub=hub)
+    app.add_middleware(BodyGuard)
+    app.add_middleware(TokenGate, hub=hub)  # the outer one: no body is read without the token
     ws_clients = 0
-
-    async def read_body(request: Request) -> bytes | None:
-        declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
-            return None
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY:
-                return None
-        return body
 
     @app.post("/rpc", summary="JSON-RPC 2.0 (a request or a batch)")
     async def rpc(request: Request) -> Response:
-        body = await read_body(request)
-        if body is None:
-            return JSONResponse(error(None, INVALID_REQUEST,
-                                      f"request larger than {MAX_BODY} bytes"), status_code=413)
-        reply = await dispatcher.handle_text(body, Session("http", authenticated=True))
+        reply = await dispatcher.handle_text(await request.body(),  # BodyGuard bounded it
+                                             Session("http", authenticated=True))
         if reply is None:
             return Response(status_code=204)
         return Response(reply, media_type="application/json")
@@ -115,10 +103,15 @@ def build_app(dispatcher: Dispatcher) -> FastAPI:
                 await send(json.dumps({"jsonrpc": "2.0", "method": "event",
                                        "params": event}, default=str))
 
-        async def answer(text: str) -> None:
-            reply = await dispatcher.handle_text(text, session)
-            if reply is not None:
-                await send(reply)
+        in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+
+        async def answer(text: str | bytes) -> None:
+            try:
+                reply = await dispatcher.handle_text(text, session)
+                if reply is not None:
+                    await send(reply)
+            finally:
+                in_flight.release()
 
         pending: set[asyncio.Task[None]] = set()
         try:
@@ -137,6 +130,7 @@ def build_app(dispatcher: Dispatcher) -> FastAPI:
                             await send(json.dumps(error(None, INVALID_REQUEST,
                                                         "message too large")))
                             continue
+                        await in_flight.acquire()
                         task = asyncio.create_task(answer(data))
                         pending.add(task)
                         task.add_done_callback(pending.discard)

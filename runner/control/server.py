@@ -31,6 +31,8 @@ log = logging.getLogger("nightrunner.control")
 DEFAULT_HTTP = ("127.0.0.1", 8765)
 DEFAULT_TCP = ("127.0.0.1", 8800)  # pyastroimageview's clients hard-code this address
 TOKEN_ENV = "NIGHTRUNNER_TOKEN"
+WS_PING_INTERVAL = 20.0
+WS_PING_TIMEOUT = 20.0
 
 
 def parse_address(text: str, default_port: int) -> tuple[str, int]:
@@ -106,11 +108,16 @@ class ControlPlane:
             import uvicorn
 
             from runner.control.http_app import MAX_WS_CLIENTS, build_app
+            from runner.control.http_guard import HEADER_TIMEOUT, MAX_BODY, GuardedH11Protocol
 
             config = uvicorn.Config(
                 build_app(dispatcher), log_level="warning", access_log=False,
-                lifespan="off", ws_max_size=1 << 20, limit_concurrency=MAX_WS_CLIENTS + 64,
-                timeout_keep_alive=30, h11_max_incomplete_event_size=64 * 1024,
+                lifespan="off", ws_max_size=MAX_BODY, limit_concurrency=MAX_WS_CLIENTS + 64,
+                http=GuardedH11Protocol, timeout_keep_alive=int(HEADER_TIMEOUT),
+                h11_max_incomplete_event_size=64 * 1024,
+                # a WebSocket client that stops answering pings (gone, or a slowloris inside
+                # a frame) is closed; a quiet subscriber that answers them stays
+                ws_ping_interval=WS_PING_INTERVAL, ws_ping_timeout=WS_PING_TIMEOUT,
                 ssl_certfile=str(self.certfile) if self.certfile else None,
                 ssl_keyfile=str(self.keyfile) if self.keyfile else None,
                 ws="websockets-sansio" if _has_sansio() else "websockets",
