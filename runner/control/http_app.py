@@ -10,14 +10,18 @@ import json
 from typing import Any
 
 from fastapi import Body, FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, create_model
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from runner.control.http_guard import MAX_BODY, BodyGuard
 from runner.control.protocol import (
+    INVALID_PARAMS,
     INVALID_REQUEST,
+    PARSE_ERROR,
     UNAUTHORIZED,
     Dispatcher,
     Session,
@@ -146,6 +150,18 @@ def build_app(dispatcher: Dispatcher) -> FastAPI:
     for method in REGISTRY.all():
         _add_typed_route(app, dispatcher, method)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": {"code": INVALID_PARAMS,
+                                       "message": _readable_request_error(exc)}},
+                            status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = PARSE_ERROR if exc.status_code == 400 else INVALID_REQUEST
+        return JSONResponse({"error": {"code": code, "message": str(exc.detail)}},
+                            status_code=exc.status_code, headers=exc.headers)
+
     @app.exception_handler(Exception)
     async def internal(_request: Request, _exc: Exception) -> JSONResponse:
         return JSONResponse(error(None, -32603, "internal error"), status_code=500)
@@ -177,7 +193,40 @@ def _add_typed_route(app: FastAPI, dispatcher: Dispatcher, method: Method) -> No
                           annotation=method.params | None if method.params is NoParams
                           else method.params, default=body_default),
     ])
+    result: Any = method.result if method.result is not None else dict[str, Any]
+    reply = create_model(f"{_title(method.name)}Reply", result=(result, ...))
     app.add_api_route(f"/api/v1/{method.name}", endpoint, methods=["POST"],
                       summary=method.summary or method.name, name=method.name,
-                      tags=[method.name.split(".")[0] if "." in method.name else "hub"])
+                      tags=[method.name.split(".")[0] if "." in method.name else "hub"],
+                      response_model=reply, responses=ERROR_RESPONSES)
+
+
+class RpcErrorBody(BaseModel):
+    code: int
+    message: str
+
+
+class ErrorReply(BaseModel):
+    error: RpcErrorBody
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorReply, "description": "the body is not JSON: JSON-RPC code -32700"},
+    409: {"model": ErrorReply, "description": "refused (the night owns the device) or failed "
+          "(a device error): JSON-RPC code -1"},
+    413: {"model": ErrorReply, "description": "body larger than 1 MiB"},
+    422: {"model": ErrorReply, "description": "invalid params: JSON-RPC code -32602"},
+}
+
+
+def _title(name: str) -> str:
+    return "".join(w.title() for w in name.replace(".", "_").split("_"))
+
+
+def _readable_request_error(exc: RequestValidationError) -> str:
+    parts = []
+    for e in exc.errors():
+        where = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "params"
+        parts.append(f"{where}: {e.get('msg', 'invalid')}")
+    return "invalid params: " + "; ".join(parts)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,7 +36,8 @@ from runner.control.guider_link import (
 )
 from runner.control.hub import Hub
 from runner.control.protocol import RpcError
-from runner.control.registry import REGISTRY
+from runner.control.registry import REGISTRY, Handler, NoParams
+from runner.control.results import GuiderDone, GuideStamp, Phd2Started, SavedPath, ScanResult
 from runner.guiding.phd2_client import PHD2Client, scan_servers
 from runner.guiding.phd2_process import stop_phd2
 from runner.guiding.phd2_types import PHD2Profile, SettleParams
@@ -114,13 +116,19 @@ class GuideImage(_Strict):
     size: int = Field(15, ge=15, le=63, description="stamp size, px")
 
 
-_reg = REGISTRY.namespace(PREFIX, "guider")
+_namespaced = REGISTRY.namespace(PREFIX, "guider")
+
+
+def _reg(name: str, params: type[BaseModel] = NoParams, *, moves: bool = False,
+         result: type[BaseModel] | None = GuiderDone) -> Callable[[Handler], Handler]:
+    """A ``guider.`` method; a command answers ``{"message": null}`` unless ``result`` says."""
+    return _namespaced(name, params, moves=moves, result=result)
 
 
 # ------------------------------------------------------------------ PHD2 itself
 
 
-@_reg("start_phd2", GuideStartPhd2, moves=True)
+@_reg("start_phd2", GuideStartPhd2, moves=True, result=Phd2Started)
 async def start_phd2(hub: Hub, p: GuideStartPhd2) -> dict[str, Any]:
     """Start PHD2 (the in-process simulator for a simulator profile); answers its port."""
     prof = guider_profile(hub)
@@ -160,7 +168,7 @@ async def stop_phd2_method(hub: Hub, _p: BaseModel) -> dict[str, Any]:
 # ------------------------------------------------------------------ the server connection
 
 
-@_reg("scan_server", GuideScan)
+@_reg("scan_server", GuideScan, result=ScanResult)
 async def scan_server(hub: Hub, p: GuideScan) -> dict[str, Any]:
     """Ports in ``range`` where a PHD2 event server answers, on the profile's host."""
     first, last = p.range
@@ -220,13 +228,13 @@ def _profile_dict(p: PHD2Profile) -> dict[str, Any]:
     return out
 
 
-@_reg("get_profiles")
+@_reg("get_profiles", result=None)
 async def get_profiles(hub: Hub, _p: BaseModel) -> dict[str, Any]:
     """PHD2's equipment profiles (PHD2 reveals the devices of the selected one only)."""
     return {"list": [_profile_dict(p) for p in await guider_client(hub).get_profiles()]}
 
 
-@_reg("get_current_profile")
+@_reg("get_current_profile", result=None)
 async def get_current_profile(hub: Hub, _p: BaseModel) -> dict[str, Any]:
     """The selected profile with its devices."""
     return _profile_dict(await guider_client(hub).get_current_profile())
@@ -354,7 +362,7 @@ async def stop_looping(hub: Hub, _p: BaseModel) -> dict[str, Any]:
     return DONE
 
 
-@_reg("get_image", GuideImage)
+@_reg("get_image", GuideImage, result=GuideStamp)
 async def get_image(hub: Hub, p: GuideImage) -> dict[str, Any]:
     """The stamp around the guide star: base64 of little-endian uint16, row-major."""
     img = await guider_client(hub).get_image(p.size)
@@ -362,7 +370,7 @@ async def get_image(hub: Hub, p: GuideImage) -> dict[str, Any]:
             "image": img.pixels_base64, "star_position": [img.star_x_px, img.star_y_px]}
 
 
-@_reg("save_image")
+@_reg("save_image", result=SavedPath)
 async def save_image(hub: Hub, _p: BaseModel) -> dict[str, Any]:
     """PHD2 saves the guide frame as FITS; when that file is on this machine it is moved into
     the data directory's ``guider/`` folder. Answers the file's full path."""
