@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import socket
+import ssl
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,9 @@ class ControlPlane:
     tcp: tuple[str, int] | None = DEFAULT_TCP
     certfile: Path | None = None
     keyfile: Path | None = None
+    #: TLS on the TCP line protocol too; None: when a certificate is given and the TCP
+    #: address is not loopback (pyastroimageview's clients speak plain TCP to 127.0.0.1)
+    tcp_tls: bool | None = None
     bound: dict[str, tuple[str, int]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     _uvicorn: Any = None
@@ -80,6 +84,23 @@ class ControlPlane:
                     f"token: pass --token-file FILE or set ${TOKEN_ENV}")
         if (self.certfile is None) != (self.keyfile is None):
             raise ConfigError("TLS needs both --tls-cert and --tls-key")
+        if self.certfile is not None:
+            self._tls_context()
+
+    def _tls_context(self) -> ssl.SSLContext:
+        assert self.certfile is not None and self.keyfile is not None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(self.certfile, self.keyfile)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"TLS certificate {self.certfile} or key {self.keyfile}: "
+                              f"{getattr(exc, 'strerror', None) or exc}") from None
+        return context
+
+    def tcp_uses_tls(self) -> bool:
+        if self.certfile is None or self.tcp is None:
+            return False
+        return self.tcp_tls if self.tcp_tls is not None else not is_loopback(self.tcp[0])
 
     async def start(self) -> None:
         """Open what can be opened; what cannot is in ``problems`` (and logged)."""
@@ -92,7 +113,8 @@ class ControlPlane:
         if self.tcp is not None:
             tcp = TcpServer(dispatcher)
             try:
-                port = await tcp.start(*self.tcp)
+                port = await tcp.start(*self.tcp, tls=self._tls_context()
+                                       if self.tcp_uses_tls() else None)
                 self._tcp = tcp
                 self.bound["tcp"] = (self.tcp[0], port)
             except OSError as exc:

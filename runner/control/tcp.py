@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import ssl
 from typing import Any
 
 from runner.control.protocol import INVALID_REQUEST, Dispatcher, Session, error
@@ -83,8 +84,10 @@ class TcpServer:
         self.clients = 0
         self.server: asyncio.Server | None = None
 
-    async def start(self, host: str, port: int) -> int:
-        self.server = await asyncio.start_server(self._client, host, port)
+    async def start(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> int:
+        extra: dict[str, Any] = {} if tls is None else {
+            "ssl": tls, "ssl_handshake_timeout": AUTH_TIMEOUT}
+        self.server = await asyncio.start_server(self._client, host, port, **extra)
         return int(self.server.sockets[0].getsockname()[1])
 
     async def close(self) -> None:
