@@ -10,13 +10,18 @@ import json
 from typing import Any
 
 from fastapi import Body, FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, create_model
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from runner.control.http_guard import MAX_BODY, BodyGuard
 from runner.control.protocol import (
+    INVALID_PARAMS,
     INVALID_REQUEST,
+    PARSE_ERROR,
     UNAUTHORIZED,
     Dispatcher,
     Session,
@@ -24,8 +29,8 @@ from runner.control.protocol import (
 )
 from runner.control.registry import REGISTRY, Method, NoParams
 
-MAX_BODY = 1 << 20  # bytes of one HTTP request or WebSocket message
 MAX_WS_CLIENTS = 64
+MAX_IN_FLIGHT = 16  # requests of one WebSocket client being answered at once
 
 
 def _bearer(headers: Any, query: Any = None) -> str | None:
@@ -65,27 +70,14 @@ def build_app(dispatcher: Dispatcher) -> FastAPI:
                   docs_url=None, redoc_url=None,
                   description="JSON-RPC 2.0 at POST /rpc and /ws; each method also as "
                               "POST /api/v1/{method}. Bearer token when one is set.")
-    app.add_middleware(TokenGate, hub=hub)
+    app.add_middleware(BodyGuard)
+    app.add_middleware(TokenGate, hub=hub)  # the outer one: no body is read without the token
     ws_clients = 0
-
-    async def read_body(request: Request) -> bytes | None:
-        declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
-            return None
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY:
-                return None
-        return body
 
     @app.post("/rpc", summary="JSON-RPC 2.0 (a request or a batch)")
     async def rpc(request: Request) -> Response:
-        body = await read_body(request)
-        if body is None:
-            return JSONResponse(error(None, INVALID_REQUEST,
-                                      f"request larger than {MAX_BODY} bytes"), status_code=413)
-        reply = await dispatcher.handle_text(body, Session("http", authenticated=True))
+        reply = await dispatcher.handle_text(await request.body(),  # BodyGuard bounded it
+                                             Session("http", authenticated=True))
         if reply is None:
             return Response(status_code=204)
         return Response(reply, media_type="application/json")
@@ -115,10 +107,15 @@ def build_app(dispatcher: Dispatcher) -> FastAPI:
                 await send(json.dumps({"jsonrpc": "2.0", "method": "event",
                                        "params": event}, default=str))
 
-        async def answer(text: str) -> None:
-            reply = await dispatcher.handle_text(text, session)
-            if reply is not None:
-                await send(reply)
+        in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+
+        async def answer(text: str | bytes) -> None:
+            try:
+                reply = await dispatcher.handle_text(text, session)
+                if reply is not None:
+                    await send(reply)
+            finally:
+                in_flight.release()
 
         pending: set[asyncio.Task[None]] = set()
         try:
@@ -137,6 +134,7 @@ def build_app(dispatcher: Dispatcher) -> FastAPI:
                             await send(json.dumps(error(None, INVALID_REQUEST,
                                                         "message too large")))
                             continue
+                        await in_flight.acquire()
                         task = asyncio.create_task(answer(data))
                         pending.add(task)
                         task.add_done_callback(pending.discard)
@@ -151,6 +149,18 @@ def build_app(dispatcher: Dispatcher) -> FastAPI:
 
     for method in REGISTRY.all():
         _add_typed_route(app, dispatcher, method)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": {"code": INVALID_PARAMS,
+                                       "message": _readable_request_error(exc)}},
+                            status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = PARSE_ERROR if exc.status_code == 400 else INVALID_REQUEST
+        return JSONResponse({"error": {"code": code, "message": str(exc.detail)}},
+                            status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def internal(_request: Request, _exc: Exception) -> JSONResponse:
@@ -183,7 +193,40 @@ def _add_typed_route(app: FastAPI, dispatcher: Dispatcher, method: Method) -> No
                           annotation=method.params | None if method.params is NoParams
                           else method.params, default=body_default),
     ])
+    result: Any = method.result if method.result is not None else dict[str, Any]
+    reply = create_model(f"{_title(method.name)}Reply", result=(result, ...))
     app.add_api_route(f"/api/v1/{method.name}", endpoint, methods=["POST"],
                       summary=method.summary or method.name, name=method.name,
-                      tags=[method.name.split(".")[0] if "." in method.name else "hub"])
+                      tags=[method.name.split(".")[0] if "." in method.name else "hub"],
+                      response_model=reply, responses=ERROR_RESPONSES)
+
+
+class RpcErrorBody(BaseModel):
+    code: int
+    message: str
+
+
+class ErrorReply(BaseModel):
+    error: RpcErrorBody
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorReply, "description": "the body is not JSON: JSON-RPC code -32700"},
+    409: {"model": ErrorReply, "description": "refused (the night owns the device) or failed "
+          "(a device error): JSON-RPC code -1"},
+    413: {"model": ErrorReply, "description": "body larger than 1 MiB"},
+    422: {"model": ErrorReply, "description": "invalid params: JSON-RPC code -32602"},
+}
+
+
+def _title(name: str) -> str:
+    return "".join(w.title() for w in name.replace(".", "_").split("_"))
+
+
+def _readable_request_error(exc: RequestValidationError) -> str:
+    parts = []
+    for e in exc.errors():
+        where = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "params"
+        parts.append(f"{where}: {e.get('msg', 'invalid')}")
+    return "invalid params: " + "; ".join(parts)
 

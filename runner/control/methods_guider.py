@@ -2,13 +2,9 @@
 parameter names and result shapes (commands answer ``{"message": null}``; a failure is a
 JSON-RPC error, code −1, whose message is what the seed would have put in ``message``).
 
-Which PHD2 connection a method uses:
-
-* while a night runs with a guider, the night's own ``PHD2Client`` (``PHD2Guider.client``), so a
-  remote guide or dither is serialised with the night's and the night's state tracking sees
-  it; methods that move the guider are refused unless the night is paused;
-* otherwise the hub's own ``PHD2Client``, opened by ``guider.connect_server`` (host and pixel
-  scale from the equipment profile's ``guider`` section) and kept per hub here.
+Which PHD2 connection a method uses (the night's while it guides, else the hub's own) is
+``runner.control.guider_link``'s business; methods that move the guider are refused while a
+night runs unless it is paused.
 
 ``connect_server`` / ``disconnect_server`` / ``reconnect_server`` manage only the hub's own
 connection: they can never cut a night off its guider. ``start_phd2`` starts, for a
@@ -23,23 +19,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-import weakref
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from runner.control.hub import Hub, is_loopback
+from runner.control.guider_link import (
+    DEFAULT_PORT,
+    guider_client,
+    guider_host,
+    guider_profile,
+    hub_guider,
+    start_executable,
+    start_simulator,
+)
+from runner.control.hub import Hub
 from runner.control.protocol import RpcError
-from runner.control.registry import REGISTRY
+from runner.control.registry import REGISTRY, Handler, NoParams
+from runner.control.results import GuiderDone, GuideStamp, Phd2Started, SavedPath, ScanResult
 from runner.guiding.phd2_client import PHD2Client, scan_servers
-from runner.guiding.phd2_process import PHD2Process, stop_phd2
+from runner.guiding.phd2_process import stop_phd2
 from runner.guiding.phd2_types import PHD2Profile, SettleParams
 
 PREFIX = "guider."
 DONE: dict[str, Any] = {"message": None}
-DEFAULT_PORT = 4400
 MAX_SCAN_PORTS = 64
 
 
@@ -112,85 +116,22 @@ class GuideImage(_Strict):
     size: int = Field(15, ge=15, le=63, description="stamp size, px")
 
 
-# ------------------------------------------------------------------ the hub's own guider link
+_namespaced = REGISTRY.namespace(PREFIX, "guider")
 
 
-@dataclass
-class HubGuider:
-    """What the hub holds of PHD2 between nights."""
-
-    client: PHD2Client | None = None
-    simulator: Any = None  # runner.guiding.sim.PHD2Simulator started by start_phd2
-    process: PHD2Process | None = None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    @property
-    def started_port(self) -> int | None:
-        if self.simulator is not None:
-            port: int = self.simulator.port
-            return port
-        return self.process.port if self.process is not None and self.process.running else None
-
-
-_LINKS: weakref.WeakKeyDictionary[Hub, HubGuider] = weakref.WeakKeyDictionary()
-
-
-def hub_guider(hub: Hub) -> HubGuider:
-    link = _LINKS.get(hub)
-    if link is None:
-        link = _LINKS[hub] = HubGuider()
-    return link
-
-
-async def close_hub_guider(hub: Hub) -> None:
-    """Close the hub's own PHD2 connection and stop the simulator it started (a PHD2
-    executable it started keeps running: it is the user's application)."""
-    link = _LINKS.pop(hub, None)
-    if link is None:
-        return
-    if link.client is not None:
-        await link.client.disconnect_server()
-    if link.simulator is not None:
-        await link.simulator.stop()
-
-
-def _night_client(hub: Hub) -> PHD2Client | None:
-    run = hub.run
-    services = getattr(getattr(run, "executor", None), "s", None)
-    client = getattr(getattr(services, "guider", None), "client", None)
-    return client if isinstance(client, PHD2Client) else None
-
-
-def _client(hub: Hub) -> PHD2Client:
-    night = _night_client(hub)
-    if night is not None:
-        return night
-    own = hub_guider(hub).client
-    if own is None:
-        raise RpcError("no PHD2 connection: no night is guiding; call guider.connect_server "
-                       "first")
-    return own
-
-
-def _profile(hub: Hub) -> Any:
-    return getattr(hub.equipment, "guider", None)
-
-
-def _host(hub: Hub) -> str:
-    prof = _profile(hub)
-    return str(prof.host) if prof is not None else "127.0.0.1"
-
-
-_reg = REGISTRY.namespace(PREFIX, "guider")
+def _reg(name: str, params: type[BaseModel] = NoParams, *, moves: bool = False,
+         result: type[BaseModel] | None = GuiderDone) -> Callable[[Handler], Handler]:
+    """A ``guider.`` method; a command answers ``{"message": null}`` unless ``result`` says."""
+    return _namespaced(name, params, moves=moves, result=result)
 
 
 # ------------------------------------------------------------------ PHD2 itself
 
 
-@_reg("start_phd2", GuideStartPhd2, moves=True)
+@_reg("start_phd2", GuideStartPhd2, moves=True, result=Phd2Started)
 async def start_phd2(hub: Hub, p: GuideStartPhd2) -> dict[str, Any]:
     """Start PHD2 (the in-process simulator for a simulator profile); answers its port."""
-    prof = _profile(hub)
+    prof = guider_profile(hub)
     if prof is None:
         raise RpcError("start_phd2: the equipment profile has no guider")
     link = hub_guider(hub)
@@ -198,44 +139,10 @@ async def start_phd2(hub: Hub, p: GuideStartPhd2) -> dict[str, Any]:
         if link.started_port is not None:
             return {**DONE, "port": link.started_port}
         if prof.backend == "simulator":
-            port = await _start_simulator(hub, link, prof.port)
+            port = await start_simulator(hub, link, prof.port)
         else:
-            port = await _start_executable(link, prof.host, prof.port, p.path)
+            port = await start_executable(link, prof.host, prof.port, p.path)
     return {**DONE, "port": port}
-
-
-async def _start_simulator(hub: Hub, link: HubGuider, port: int) -> int:
-    from runner.clock import ScaledClock
-    from runner.guiding.sim import PHD2Simulator
-
-    world = getattr(hub.devices, "world", None)
-    sim = PHD2Simulator.from_equipment(hub.equipment, clock=hub.clock or ScaledClock(),
-                                       world=world, port=port)
-    try:
-        await sim.start()
-    except OSError:
-        sim.port = 0  # the profile's port is taken (a real PHD2?): any free one
-        await sim.start()
-    link.simulator = sim
-    return int(sim.port)
-
-
-async def _start_executable(link: HubGuider, host: str, port: int, path: str | None) -> int:
-    from runner.guiding.phd2_process import start_phd2 as run_phd2
-
-    if not is_loopback(host):
-        raise RpcError(f"start_phd2: the profile's PHD2 runs on {host}, not on this hub; "
-                       "start it there")
-    if not path:
-        raise RpcError("start_phd2: give path, the full path of the PHD2 executable")
-    exe = Path(path)
-    if not exe.is_absolute() or exe.stem.lower() != "phd2":
-        raise RpcError(f"start_phd2: {path!r} is not a PHD2 executable (an absolute path to "
-                       "phd2, phd2.bin, phd2.exe or PHD2)")
-    if port < DEFAULT_PORT:
-        raise RpcError(f"start_phd2: PHD2 listens on 4400 + instance - 1, not {port}")
-    link.process = await run_phd2(exe, instance=port - DEFAULT_PORT + 1, host=host)
-    return link.process.port
 
 
 @_reg("stop_phd2", moves=True)
@@ -261,11 +168,11 @@ async def stop_phd2_method(hub: Hub, _p: BaseModel) -> dict[str, Any]:
 # ------------------------------------------------------------------ the server connection
 
 
-@_reg("scan_server", GuideScan)
+@_reg("scan_server", GuideScan, result=ScanResult)
 async def scan_server(hub: Hub, p: GuideScan) -> dict[str, Any]:
     """Ports in ``range`` where a PHD2 event server answers, on the profile's host."""
     first, last = p.range
-    found = await scan_servers(_host(hub), range(first, last + 1), timeout_s=1.0)
+    found = await scan_servers(guider_host(hub), range(first, last + 1), timeout_s=1.0)
     return {"list": found or None}
 
 
@@ -273,7 +180,7 @@ async def scan_server(hub: Hub, p: GuideScan) -> dict[str, Any]:
 async def connect_server(hub: Hub, p: GuidePort) -> dict[str, Any]:
     """Open the hub's own connection to PHD2's event server."""
     link = hub_guider(hub)
-    prof = _profile(hub)
+    prof = guider_profile(hub)
     port = p.port or link.started_port or (prof.port if prof is not None else DEFAULT_PORT)
     async with link.lock:
         old = link.client
@@ -282,7 +189,7 @@ async def connect_server(hub: Hub, p: GuidePort) -> dict[str, Any]:
         if old is not None:
             link.client = None
             await old.disconnect_server()
-        client = PHD2Client(_host(hub), port, clock=hub.clock,
+        client = PHD2Client(guider_host(hub), port, clock=hub.clock,
                             pixel_scale_arcsec=prof.pixel_scale if prof is not None else None)
         await client.connect_server()
         link.client = client
@@ -321,22 +228,22 @@ def _profile_dict(p: PHD2Profile) -> dict[str, Any]:
     return out
 
 
-@_reg("get_profiles")
+@_reg("get_profiles", result=None)
 async def get_profiles(hub: Hub, _p: BaseModel) -> dict[str, Any]:
     """PHD2's equipment profiles (PHD2 reveals the devices of the selected one only)."""
-    return {"list": [_profile_dict(p) for p in await _client(hub).get_profiles()]}
+    return {"list": [_profile_dict(p) for p in await guider_client(hub).get_profiles()]}
 
 
-@_reg("get_current_profile")
+@_reg("get_current_profile", result=None)
 async def get_current_profile(hub: Hub, _p: BaseModel) -> dict[str, Any]:
     """The selected profile with its devices."""
-    return _profile_dict(await _client(hub).get_current_profile())
+    return _profile_dict(await guider_client(hub).get_current_profile())
 
 
 @_reg("set_profile", GuideProfileId, moves=True)
 async def set_profile(hub: Hub, p: GuideProfileId) -> dict[str, Any]:
     """Select a profile by id (PHD2's equipment is disconnected first)."""
-    await _client(hub).set_profile(p.profile_id)
+    await guider_client(hub).set_profile(p.profile_id)
     return DONE
 
 
@@ -351,21 +258,21 @@ async def generate_profile(hub: Hub, p: GuideNewProfile) -> dict[str, Any]:
 @_reg("connect_device", moves=True)
 async def connect_device(hub: Hub, _p: BaseModel) -> dict[str, Any]:
     """Connect the selected profile's equipment."""
-    await _client(hub).connect_equipment()
+    await guider_client(hub).connect_equipment()
     return DONE
 
 
 @_reg("disconnect_device", moves=True)
 async def disconnect_device(hub: Hub, _p: BaseModel) -> dict[str, Any]:
     """Disconnect PHD2's equipment (guiding stops)."""
-    await _client(hub).disconnect_equipment()
+    await guider_client(hub).disconnect_equipment()
     return DONE
 
 
 @_reg("reconnect_device", moves=True)
 async def reconnect_device(hub: Hub, _p: BaseModel) -> dict[str, Any]:
     """Disconnect and connect PHD2's equipment again."""
-    await _client(hub).reconnect_equipment()
+    await guider_client(hub).reconnect_equipment()
     return DONE
 
 
@@ -375,28 +282,28 @@ async def reconnect_device(hub: Hub, _p: BaseModel) -> dict[str, Any]:
 @_reg("start_calibration", GuideSettle, moves=True)
 async def start_calibration(hub: Hub, p: GuideSettle) -> dict[str, Any]:
     """Calibrate now; answers at CalibrationComplete (guiding then goes on and settles)."""
-    await _client(hub).start_calibration(p.settle())
+    await guider_client(hub).start_calibration(p.settle())
     return DONE
 
 
 @_reg("stop_calibration", moves=True)
 async def stop_calibration(hub: Hub, _p: BaseModel) -> dict[str, Any]:
     """Stop calibrating (and looping); answers once PHD2 is stopped."""
-    await _client(hub).stop_calibration()
+    await guider_client(hub).stop_calibration()
     return DONE
 
 
 @_reg("clear_calibration_data", GuideClearCalibration, moves=True)
 async def clear_calibration_data(hub: Hub, p: GuideClearCalibration) -> dict[str, Any]:
     """Forget the calibration (the next guide calibrates)."""
-    await _client(hub).clear_calibration(p.which)
+    await guider_client(hub).clear_calibration(p.which)
     return DONE
 
 
 @_reg("flip_calibration_data", moves=True)
 async def flip_calibration_data(hub: Hub, _p: BaseModel) -> dict[str, Any]:
     """Flip the calibration for the other side of the pier."""
-    await _client(hub).flip_calibration()
+    await guider_client(hub).flip_calibration()
     return DONE
 
 
@@ -406,35 +313,35 @@ async def flip_calibration_data(hub: Hub, _p: BaseModel) -> dict[str, Any]:
 @_reg("start_guiding", GuideStart, moves=True)
 async def start_guiding(hub: Hub, p: GuideStart) -> dict[str, Any]:
     """Start guiding; answers once settled (an error if settling failed or timed out)."""
-    await _client(hub).start_guiding(p.settle(), recalibrate=p.recalibration)
+    await guider_client(hub).start_guiding(p.settle(), recalibrate=p.recalibration)
     return DONE
 
 
 @_reg("stop_guiding", moves=True)
 async def stop_guiding(hub: Hub, _p: BaseModel) -> dict[str, Any]:
     """Stop guiding and looping; answers once PHD2 is stopped."""
-    await _client(hub).stop_guiding()
+    await guider_client(hub).stop_guiding()
     return DONE
 
 
 @_reg("pause_guiding", moves=True)
 async def pause_guiding(hub: Hub, _p: BaseModel) -> dict[str, Any]:
     """Pause guide corrections; exposures go on."""
-    await _client(hub).pause_guiding()
+    await guider_client(hub).pause_guiding()
     return DONE
 
 
 @_reg("resume_guiding", moves=True)
 async def resume_guiding(hub: Hub, _p: BaseModel) -> dict[str, Any]:
     """Resume guide corrections."""
-    await _client(hub).resume_guiding()
+    await guider_client(hub).resume_guiding()
     return DONE
 
 
 @_reg("dither", GuideDither, moves=True)
 async def dither(hub: Hub, p: GuideDither) -> dict[str, Any]:
     """Dither by ``amount`` px while guiding; answers once settled again."""
-    await _client(hub).dither(p.amount, p.settle(), ra_only=p.raonly)
+    await guider_client(hub).dither(p.amount, p.settle(), ra_only=p.raonly)
     return DONE
 
 
@@ -444,30 +351,30 @@ async def dither(hub: Hub, p: GuideDither) -> dict[str, Any]:
 @_reg("start_looping", moves=True)
 async def start_looping(hub: Hub, _p: BaseModel) -> dict[str, Any]:
     """Loop exposures (to select a star)."""
-    await _client(hub).start_looping()
+    await guider_client(hub).start_looping()
     return DONE
 
 
 @_reg("stop_looping", moves=True)
 async def stop_looping(hub: Hub, _p: BaseModel) -> dict[str, Any]:
     """Stop looping (and guiding); answers once PHD2 is stopped."""
-    await _client(hub).stop_looping()
+    await guider_client(hub).stop_looping()
     return DONE
 
 
-@_reg("get_image", GuideImage)
+@_reg("get_image", GuideImage, result=GuideStamp)
 async def get_image(hub: Hub, p: GuideImage) -> dict[str, Any]:
     """The stamp around the guide star: base64 of little-endian uint16, row-major."""
-    img = await _client(hub).get_image(p.size)
+    img = await guider_client(hub).get_image(p.size)
     return {"frame": img.frame, "width": img.width, "height": img.height,
             "image": img.pixels_base64, "star_position": [img.star_x_px, img.star_y_px]}
 
 
-@_reg("save_image")
+@_reg("save_image", result=SavedPath)
 async def save_image(hub: Hub, _p: BaseModel) -> dict[str, Any]:
     """PHD2 saves the guide frame as FITS; when that file is on this machine it is moved into
     the data directory's ``guider/`` folder. Answers the file's full path."""
-    written = await _client(hub).save_image()
+    written = await guider_client(hub).save_image()
     return {"path": str(await asyncio.to_thread(_keep, written, hub.data_dir / "guider"))}
 
 

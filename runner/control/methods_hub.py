@@ -9,11 +9,12 @@ import asyncio
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from runner.control.hub import Hub
 from runner.control.protocol import RpcError
 from runner.control.registry import REGISTRY, Complete
+from runner.control.results import CameraInfo, FocuserStopped
 from runner.devices.interfaces import ExposureState, RoiBox
 
 
@@ -55,33 +56,42 @@ def _one(name: str, value: Any) -> dict[str, Any]:
     return {name: value}
 
 
-def _getter(method: str, kind: str, key: str, read: Any) -> None:
+def _getter(method: str, kind: str, key: str, kind_of: Any, read: Any) -> None:
+    """``method`` answers ``{key: value}``, the value of type ``kind_of`` (its result model,
+    ``<Method>Result``, is made here: the key is the seed's)."""
+    fields: dict[str, Any] = {key: (kind_of, ...)}
+    model = create_model("".join(w.title() for w in method.split("_")) + "Result",
+                         __config__=ConfigDict(extra="forbid"), **fields)
+
     async def handler(hub: Hub, _p: BaseModel) -> dict[str, Any]:
         return _one(key, await read(hub.device(kind)))
 
     handler.__doc__ = f"{kind}: {method.replace('_', ' ')} (answers {{{key!r}: value}})"
-    REGISTRY.method(method)(handler)
+    REGISTRY.method(method, result=model)(handler)
 
 
-_getter("get_camera_x_pixelsize", "camera", "camera_x_pixelsize",
+_Num = float | None  # a reading the device may not have
+_getter("get_camera_x_pixelsize", "camera", "camera_x_pixelsize", float,
         lambda c: _info(c, "pixel_size"))
-_getter("get_camera_y_pixelsize", "camera", "camera_y_pixelsize",
+_getter("get_camera_y_pixelsize", "camera", "camera_y_pixelsize", float,
         lambda c: _info(c, "pixel_size"))
-_getter("get_camera_max_binning", "camera", "camera_max_binning",
+_getter("get_camera_max_binning", "camera", "camera_max_binning", int,
         lambda c: _info(c, "max_binning"))
-_getter("get_camera_egain", "camera", "camera_egain", lambda c: _info(c, "egain"))
-_getter("get_camera_gain", "camera", "camera_gain", lambda c: c.gain())
-_getter("get_current_temperature", "camera", "current_temperature", lambda c: c.temperature())
-_getter("get_target_temperature", "camera", "target_temperature", lambda c: c.set_point())
-_getter("get_cooler_state", "camera", "cooler_state", lambda c: c.cooler_on())
-_getter("get_cooler_power", "camera", "cooler_power", lambda c: c.cooler_power())
-_getter("focuser_get_absolute_position", "focuser", "absolute_position",
+_getter("get_camera_egain", "camera", "camera_egain", _Num, lambda c: _info(c, "egain"))
+_getter("get_camera_gain", "camera", "camera_gain", _Num, lambda c: c.gain())
+_getter("get_current_temperature", "camera", "current_temperature", _Num,
+        lambda c: c.temperature())
+_getter("get_target_temperature", "camera", "target_temperature", _Num,
+        lambda c: c.set_point())
+_getter("get_cooler_state", "camera", "cooler_state", bool, lambda c: c.cooler_on())
+_getter("get_cooler_power", "camera", "cooler_power", _Num, lambda c: c.cooler_power())
+_getter("focuser_get_absolute_position", "focuser", "absolute_position", int,
         lambda f: f.position())
-_getter("focuser_get_max_absolute_position", "focuser", "max_absolute_position",
+_getter("focuser_get_max_absolute_position", "focuser", "max_absolute_position", int,
         lambda f: f.max_position())
-_getter("focuser_get_current_temperature", "focuser", "current_temperature",
+_getter("focuser_get_current_temperature", "focuser", "current_temperature", _Num,
         lambda f: f.temperature())
-_getter("focuser_is_moving", "focuser", "is_moving", lambda f: f.is_moving())
+_getter("focuser_is_moving", "focuser", "is_moving", bool, lambda f: f.is_moving())
 
 
 async def _info(camera: Any, field: str) -> Any:
@@ -89,14 +99,14 @@ async def _info(camera: Any, field: str) -> Any:
 
 
 @REGISTRY.method("get_camera_info")
-async def get_camera_info(hub: Hub, _p: BaseModel) -> dict[str, Any]:
+async def get_camera_info(hub: Hub, _p: BaseModel) -> CameraInfo:
     """Camera binning, frame size (unbinned) and region of interest (binned pixels)."""
     cam = hub.device("camera")
     info = await cam.info()
     roi = await cam.roi()
     b = await cam.binning()
-    return {"binning": b, "framesize": [info.width, info.height],
-            "roi": [roi.x // b, roi.y // b, roi.width // b, roi.height // b]}
+    return CameraInfo(binning=b, framesize=(info.width, info.height),
+                      roi=(roi.x // b, roi.y // b, roi.width // b, roi.height // b))
 
 
 @REGISTRY.method("set_target_temperature", TargetTemperature, moves="camera")
@@ -154,10 +164,10 @@ async def save_image(hub: Hub, p: SaveImage) -> Complete:
 
 
 @REGISTRY.method("focuser_stop", moves="focuser")
-async def focuser_stop(hub: Hub, _p: BaseModel) -> dict[str, Any]:
+async def focuser_stop(hub: Hub, _p: BaseModel) -> FocuserStopped:
     """Halt the focuser."""
     await hub.device("focuser").halt()
-    return {"stop": True}
+    return FocuserStopped(stop=True)
 
 
 @REGISTRY.method("focuser_move_absolute_position", FocuserPosition, moves="focuser")

@@ -15,6 +15,19 @@ from pydantic import BaseModel, ConfigDict, Field
 from runner.control.hub import Hub
 from runner.control.protocol import RpcError
 from runner.control.registry import REGISTRY
+from runner.control.results import (
+    AbortResult,
+    EventsResult,
+    FramesResult,
+    LogResult,
+    PauseResult,
+    PlanResult,
+    ResumeResult,
+    RunPlanResult,
+    SkipResult,
+    Status,
+    ValidateResult,
+)
 
 
 class _Strict(BaseModel):
@@ -59,7 +72,7 @@ def _night(hub: Hub) -> Any:
     return hub.run
 
 
-@REGISTRY.method("status")
+@REGISTRY.method("status", result=Status)
 async def status(hub: Hub, _p: BaseModel) -> dict[str, Any]:
     """Everything a dashboard needs, in one call (answered from memory)."""
     run = hub.run or hub.last_run
@@ -70,7 +83,7 @@ async def status(hub: Hub, _p: BaseModel) -> dict[str, Any]:
     }
     if run is None:
         out["phase"] = "idle"
-        return out
+        return Status.answer(out)
     ex = run.executor
     out.update({
         "plan": run.plan.name,
@@ -79,7 +92,7 @@ async def status(hub: Hub, _p: BaseModel) -> dict[str, Any]:
     })
     if ex is None:
         out["phase"] = "starting"
-        return out
+        return Status.answer(out)
     state = ex.model.state
     current = ex.current_exposure
     remaining = None
@@ -107,58 +120,58 @@ async def status(hub: Hub, _p: BaseModel) -> dict[str, Any]:
         "error_count": len(ex.counters.errors),
         "stacker": stacking() if callable(stacking) else None,
     })
-    return out
+    return Status.answer(out)
 
 
-@REGISTRY.method("abort", AbortParams)
+@REGISTRY.method("abort", AbortParams, result=AbortResult)
 async def abort(hub: Hub, p: AbortParams) -> dict[str, Any]:
     """Safe stop: the exposure is aborted and the shutdown sequence starts (idempotent);
     ``wait: true`` answers when the shutdown is done."""
     run = _night(hub) if hub.night_active else None
     if run is None:
-        return {"aborting": False, "message": "no night is running"}
+        return AbortResult.answer({"aborting": False, "message": "no night is running"})
     run.abort(p.reason)
     if p.wait and hub.night_task is not None:
         await asyncio.shield(asyncio.wait({hub.night_task}))
-        return {"aborting": True, "done": True, "outcome": run.executor.outcome
-                if run.executor else "aborted"}
-    return {"aborting": True, "done": False}
+        return AbortResult.answer({"aborting": True, "done": True, "outcome":
+                                   run.executor.outcome if run.executor else "aborted"})
+    return AbortResult.answer({"aborting": True, "done": False})
 
 
 @REGISTRY.method("pause")
-async def pause(hub: Hub, _p: BaseModel) -> dict[str, Any]:
+async def pause(hub: Hub, _p: BaseModel) -> PauseResult:
     """Pause between exposures (guiding and cooling keep running)."""
     run = _night(hub)
     run.pause()
-    return {"pause_requested": True}
+    return PauseResult(pause_requested=True)
 
 
 @REGISTRY.method("resume")
-async def resume(hub: Hub, _p: BaseModel) -> dict[str, Any]:
+async def resume(hub: Hub, _p: BaseModel) -> ResumeResult:
     """Resume; the plan's filter, focus and set point are restored before the next exposure."""
     run = _night(hub)
     run.resume()
-    return {"resumed": True}
+    return ResumeResult(resumed=True)
 
 
 @REGISTRY.method("skip", SkipParams)
-async def skip(hub: Hub, p: SkipParams) -> dict[str, Any]:
+async def skip(hub: Hub, p: SkipParams) -> SkipResult:
     """Leave the current target before its next light frame."""
     run = _night(hub)
     ex = run.executor
     if ex is None or not ex.request_skip_target("skipped over the control plane"):
         raise RpcError("no target is being imaged: nothing to skip")
-    return {"skip_requested": p.what}
+    return SkipResult(skip_requested=p.what)
 
 
 @REGISTRY.method("get_plan")
-async def get_plan(hub: Hub, _p: BaseModel) -> dict[str, Any]:
+async def get_plan(hub: Hub, _p: BaseModel) -> PlanResult:
     """The running (or last) night's plan, as its models dump it."""
     run = hub.run or hub.last_run
     if run is None:
         raise RpcError("no night has run on this hub")
-    return {"path": str(run.opt.plan_path) if run.opt.plan_path else None,
-            "plan": run.plan.model_dump(mode="json", exclude_none=True)}
+    return PlanResult(path=str(run.opt.plan_path) if run.opt.plan_path else None,
+                      plan=run.plan.model_dump(mode="json", exclude_none=True))
 
 
 def _events_file(hub: Hub) -> Path:
@@ -184,14 +197,14 @@ def _read_events(path: Path, since: int, limit: int) -> list[dict[str, Any]]:
 
 
 @REGISTRY.method("get_events", EventsParams)
-async def get_events(hub: Hub, p: EventsParams) -> dict[str, Any]:
+async def get_events(hub: Hub, p: EventsParams) -> EventsResult:
     """What a reconnecting client missed: events after sequence number ``since``."""
     events = await asyncio.to_thread(_read_events, _events_file(hub), p.since, p.limit)
-    return {"events": events, "next": events[-1]["seq"] if events else p.since}
+    return EventsResult(events=events, next=events[-1]["seq"] if events else p.since)
 
 
 @REGISTRY.method("get_log", LogParams)
-async def get_log(hub: Hub, p: LogParams) -> dict[str, Any]:
+async def get_log(hub: Hub, p: LogParams) -> LogResult:
     """The last ``lines`` events of the night's log, as text lines."""
     path = _events_file(hub)
 
@@ -199,18 +212,18 @@ async def get_log(hub: Hub, p: LogParams) -> dict[str, Any]:
         with path.open(encoding="utf-8", errors="replace") as fh:
             return [line.rstrip("\n") for line in deque(fh, maxlen=p.lines)]
 
-    return {"lines": await asyncio.to_thread(tail)}
+    return LogResult(lines=await asyncio.to_thread(tail))
 
 
 @REGISTRY.method("list_frames", FramesParams)
-async def list_frames(hub: Hub, p: FramesParams) -> dict[str, Any]:
+async def list_frames(hub: Hub, p: FramesParams) -> FramesResult:
     """Frames from the image index, newest first, by the index's filters."""
     from dataclasses import asdict
 
     from runner.storage.index import INDEX_FILENAME, ImageIndex
 
     if not (hub.data_dir / INDEX_FILENAME).is_file():
-        return {"frames": []}
+        return FramesResult(frames=[])
 
     def query() -> list[dict[str, Any]]:
         with ImageIndex(hub.data_dir) as index:
@@ -219,11 +232,11 @@ async def list_frames(hub: Hub, p: FramesParams) -> dict[str, Any]:
                                newest_first=True)
         return [json.loads(json.dumps(asdict(r), default=str)) for r in rows]
 
-    return {"frames": await asyncio.to_thread(query)}
+    return FramesResult(frames=await asyncio.to_thread(query))
 
 
 @REGISTRY.method("validate_plan", PlanPath)
-async def validate_plan(hub: Hub, p: PlanPath) -> dict[str, Any]:
+async def validate_plan(hub: Hub, p: PlanPath) -> ValidateResult:
     """Check a plan file on the hub's machine: FILE:LINE:COL diagnostics."""
     from runner.plan.loader import load_plan
 
@@ -231,16 +244,16 @@ async def validate_plan(hub: Hub, p: PlanPath) -> dict[str, Any]:
     if not await asyncio.to_thread(path.is_file):
         raise RpcError(f"no plan file at {p.path}")
     result = await asyncio.to_thread(load_plan, path)
-    return {"valid": result.ok, "diagnostics": [d.format() for d in result.diagnostics]}
+    return ValidateResult(valid=result.ok,
+                          diagnostics=[d.format() for d in result.diagnostics])
 
 
 @REGISTRY.method("run_plan", PlanPath)
-async def run_plan(hub: Hub, p: PlanPath) -> dict[str, Any]:
+async def run_plan(hub: Hub, p: PlanPath) -> RunPlanResult:
     """Start a night on the hub's devices (one at a time); answers once it has started."""
     if hub.night_active:
         raise RpcError("a night is already running on this hub")
     if hub.start_night is None:
         raise RpcError("this server runs one night only (nightrunner run); use nightrunner "
                        "serve to start plans remotely")
-    started: dict[str, Any] = await hub.start_night(Path(p.path))
-    return started
+    return RunPlanResult.model_validate(await hub.start_night(Path(p.path)))

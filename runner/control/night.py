@@ -17,12 +17,13 @@ async def run_served(run: Any, plane: ControlPlane | None) -> Any:
         return await run.execute()
     hub: Hub = plane.hub
     run.listeners.append(hub.events)
-    await plane.start()
-    run.warnings.extend(f"control plane: {p}; the night goes on without it"
-                        for p in plane.problems)
+    hub.attach(run)  # before the plane answers: its first status is the night's, never idle
     try:
+        await plane.start()
+        run.warnings.extend(f"control plane: {p}; the night goes on without it"
+                            for p in plane.problems)
         task = asyncio.create_task(run.execute())
-        hub.attach(run, task)
+        hub.night_task = task
         return await task
     finally:
         hub.detach()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,7 @@ APPLICATION_ERROR = -1
 
 MAX_BATCH = 64
 MAX_DEPTH = 32
+BIG_MESSAGE = 64 * 1024  # characters: parsed off the loop above this
 
 
 class RpcError(Exception):
@@ -74,6 +76,49 @@ def json_depth_ok(text: str, limit: int = MAX_DEPTH) -> bool:
     return True
 
 
+@dataclass
+class _Parsed:
+    value: Any
+
+
+@dataclass
+class _Refused:
+    reply: dict[str, Any]
+
+
+def _parse(text: str) -> _Parsed | _Refused:
+    if not json_depth_ok(text):
+        return _Refused(error(None, INVALID_REQUEST,
+                              f"invalid request: nested deeper than {MAX_DEPTH} levels"))
+    try:
+        return _Parsed(json.loads(text, parse_constant=_no_constant))
+    except (ValueError, RecursionError) as exc:
+        return _Refused(error(None, PARSE_ERROR, f"parse error: {exc}"))
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _dumps(reply: Any) -> str:
+    """Strict JSON (no NaN or Infinity, which a strict client's parser refuses)."""
+    try:
+        return json.dumps(reply, default=str, allow_nan=False)
+    except ValueError:
+        replies = reply if isinstance(reply, list) else [reply]
+        return json.dumps([_finite(r) for r in replies] if isinstance(reply, list)
+                          else _finite(replies[0]), default=str)
+
+
+def _finite(reply: dict[str, Any]) -> dict[str, Any]:
+    try:
+        json.dumps(reply, default=str, allow_nan=False)
+        return reply
+    except ValueError:
+        return error(reply.get("id"), INTERNAL_ERROR,
+                     "internal error: the answer holds a number JSON cannot carry (NaN, inf)")
+
+
 def error(id_: Any, code: int, message: str) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": id_, "error": {"code": code, "message": message}}
 
@@ -100,15 +145,14 @@ class Dispatcher:
                 text = text.decode("utf-8")
             except UnicodeDecodeError:
                 return json.dumps(error(None, PARSE_ERROR, "parse error: not UTF-8 text"))
-        if not json_depth_ok(text):
-            return json.dumps(error(None, INVALID_REQUEST,
-                                    f"invalid request: nested deeper than {MAX_DEPTH} levels"))
-        try:
-            message = json.loads(text)
-        except (ValueError, RecursionError) as exc:
-            return json.dumps(error(None, PARSE_ERROR, f"parse error: {exc}"))
-        reply = await self.handle(message, session)
-        return None if reply is None else json.dumps(reply, default=str)
+        # a big message is checked and parsed in a thread: ~30 ms a MiB, which on the loop
+        # would be the engine's lag (the thread gives the GIL back every 5 ms)
+        parsed = await asyncio.to_thread(_parse, text) if len(text) > BIG_MESSAGE \
+            else _parse(text)
+        if isinstance(parsed, _Refused):
+            return json.dumps(parsed.reply)
+        reply = await self.handle(parsed.value, session)
+        return None if reply is None else _dumps(reply)
 
     async def handle(self, message: Any, session: Session) -> Any:
         if isinstance(message, list):
@@ -127,7 +171,8 @@ class Dispatcher:
             return error(None, INVALID_REQUEST, "invalid request: not a JSON object")
         id_ = req.get("id")
         notification = "id" not in req
-        if isinstance(id_, bool) or (id_ is not None and not isinstance(id_, (str, int, float))):
+        if isinstance(id_, bool) or (id_ is not None and not isinstance(id_, (str, int, float))) \
+                or (isinstance(id_, float) and not math.isfinite(id_)):
             return error(None, INVALID_REQUEST, "invalid request: id must be a string or number")
         if "jsonrpc" in req and req["jsonrpc"] != "2.0":
             return error(id_, INVALID_REQUEST, 'invalid request: "jsonrpc" must be "2.0"')

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_type_hints
 
 from pydantic import BaseModel, ConfigDict
 
@@ -34,6 +34,7 @@ class Method:
     params: type[BaseModel]
     handler: Handler
     summary: str
+    result: type[BaseModel] | None = None  # what ``result`` holds (the OpenAPI document's)
     moves_hardware: bool = False  # refused while the night owns the rig and is not paused
     device: str | None = None  # which device the night would have to lend ("camera" …)
 
@@ -44,15 +45,17 @@ class Registry:
 
     def method(
         self, name: str, params: type[BaseModel] = NoParams, *,
-        moves: str | None = None,
+        moves: str | None = None, result: type[BaseModel] | None = None,
     ) -> Callable[[Handler], Handler]:
-        """Register ``async def handler(hub, params)``; ``moves`` names the device it moves."""
+        """Register ``async def handler(hub, params)``; ``moves`` names the device it moves,
+        ``result`` the model of its answer (a handler may return that model or its dump)."""
 
         def register(fn: Handler) -> Handler:
             if name in self._methods:
                 raise ValueError(f"method {name!r} registered twice")
             doc = (fn.__doc__ or "").strip().splitlines()
             self._methods[name] = Method(name, params, fn, doc[0] if doc else "",
+                                         result or _returned_model(fn),
                                          moves_hardware=moves is not None, device=moves)
             return fn
 
@@ -64,9 +67,11 @@ class Registry:
         """``reg(name, Params, moves=True)`` registering ``prefix + name`` (``camera.`` …)."""
 
         def reg(
-            name: str, params: type[BaseModel] = NoParams, *, moves: bool = False
+            name: str, params: type[BaseModel] = NoParams, *, moves: bool = False,
+            result: type[BaseModel] | None = None,
         ) -> Callable[[Handler], Handler]:
-            return self.method(prefix + name, params, moves=device if moves else None)
+            return self.method(prefix + name, params, moves=device if moves else None,
+                               result=result)
 
         return reg
 
@@ -78,6 +83,15 @@ class Registry:
 
     def all(self) -> list[Method]:
         return [self._methods[n] for n in self.names()]
+
+
+def _returned_model(fn: Handler) -> type[BaseModel] | None:
+    """The model a handler's return annotation names (``-> Complete``), if it names one."""
+    try:
+        returned = get_type_hints(fn).get("return")
+    except (NameError, TypeError):
+        return None
+    return returned if isinstance(returned, type) and issubclass(returned, BaseModel) else None
 
 
 REGISTRY = Registry()

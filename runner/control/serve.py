@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.clock import ScaledClock
+from runner.control.guider_link import close_hub_guider
 from runner.control.hub import Hub
 from runner.control.server import ControlPlane, parse_address, read_token
 from runner.errors import ConfigError
@@ -60,6 +61,8 @@ async def serve_forever(
         return 0
     finally:
         await plane.stop()
+        with contextlib.suppress(Exception):
+            await close_hub_guider(hub)  # PHD2 keeps no half-open client of a gone hub
         with contextlib.suppress(Exception):
             await devices.disconnect_all()
 

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import socket
+import ssl
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,8 @@ log = logging.getLogger("nightrunner.control")
 DEFAULT_HTTP = ("127.0.0.1", 8765)
 DEFAULT_TCP = ("127.0.0.1", 8800)  # pyastroimageview's clients hard-code this address
 TOKEN_ENV = "NIGHTRUNNER_TOKEN"
+WS_PING_INTERVAL = 20.0
+WS_PING_TIMEOUT = 20.0
 
 
 def parse_address(text: str, default_port: int) -> tuple[str, int]:
@@ -64,6 +67,9 @@ class ControlPlane:
     tcp: tuple[str, int] | None = DEFAULT_TCP
     certfile: Path | None = None
     keyfile: Path | None = None
+    #: TLS on the TCP line protocol too; None: when a certificate is given and the TCP
+    #: address is not loopback (pyastroimageview's clients speak plain TCP to 127.0.0.1)
+    tcp_tls: bool | None = None
     bound: dict[str, tuple[str, int]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     _uvicorn: Any = None
@@ -78,6 +84,23 @@ class ControlPlane:
                     f"token: pass --token-file FILE or set ${TOKEN_ENV}")
         if (self.certfile is None) != (self.keyfile is None):
             raise ConfigError("TLS needs both --tls-cert and --tls-key")
+        if self.certfile is not None:
+            self._tls_context()
+
+    def _tls_context(self) -> ssl.SSLContext:
+        assert self.certfile is not None and self.keyfile is not None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(self.certfile, self.keyfile)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"TLS certificate {self.certfile} or key {self.keyfile}: "
+                              f"{getattr(exc, 'strerror', None) or exc}") from None
+        return context
+
+    def tcp_uses_tls(self) -> bool:
+        if self.certfile is None or self.tcp is None:
+            return False
+        return self.tcp_tls if self.tcp_tls is not None else not is_loopback(self.tcp[0])
 
     async def start(self) -> None:
         """Open what can be opened; what cannot is in ``problems`` (and logged)."""
@@ -90,7 +113,8 @@ class ControlPlane:
         if self.tcp is not None:
             tcp = TcpServer(dispatcher)
             try:
-                port = await tcp.start(*self.tcp)
+                port = await tcp.start(*self.tcp, tls=self._tls_context()
+                                       if self.tcp_uses_tls() else None)
                 self._tcp = tcp
                 self.bound["tcp"] = (self.tcp[0], port)
             except OSError as exc:
@@ -106,11 +130,16 @@ class ControlPlane:
             import uvicorn
 
             from runner.control.http_app import MAX_WS_CLIENTS, build_app
+            from runner.control.http_guard import HEADER_TIMEOUT, MAX_BODY, GuardedH11Protocol
 
             config = uvicorn.Config(
                 build_app(dispatcher), log_level="warning", access_log=False,
-                lifespan="off", ws_max_size=1 << 20, limit_concurrency=MAX_WS_CLIENTS + 64,
-                timeout_keep_alive=30, h11_max_incomplete_event_size=64 * 1024,
+                lifespan="off", ws_max_size=MAX_BODY, limit_concurrency=MAX_WS_CLIENTS + 64,
+                http=GuardedH11Protocol, timeout_keep_alive=int(HEADER_TIMEOUT),
+                h11_max_incomplete_event_size=64 * 1024,
+                # a WebSocket client that stops answering pings (gone, or a slowloris inside
+                # a frame) is closed; a quiet subscriber that answers them stays
+                ws_ping_interval=WS_PING_INTERVAL, ws_ping_timeout=WS_PING_TIMEOUT,
                 ssl_certfile=str(self.certfile) if self.certfile else None,
                 ssl_keyfile=str(self.keyfile) if self.keyfile else None,
                 ws="websockets-sansio" if _has_sansio() else "websockets",

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import ssl
 from typing import Any
 
 from runner.control.protocol import INVALID_REQUEST, Dispatcher, Session, error
@@ -19,8 +20,49 @@ log = logging.getLogger("nightrunner.control")
 
 MAX_LINE = 1 << 20
 MAX_CLIENTS = 16
+MAX_IN_FLIGHT = 16  # requests of one client being answered at once; then its lines wait
 AUTH_TIMEOUT = 5.0
 IDLE_TIMEOUT = 6 * 3600.0  # a client that connects and never speaks is fine, for a night
+LINE_TIMEOUT = 30.0  # a line that has begun must end this soon (a slowloris does not)
+SEND_TIMEOUT = 30.0  # a client that stops reading is dropped
+
+
+class LineTooLong(Exception):
+    pass
+
+
+class LineReader:
+    """Lines of at most ``MAX_LINE`` bytes. Waiting for a line's first byte is bounded by the
+    caller's idle limit; once a line has begun it must end within ``LINE_TIMEOUT``."""
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self.reader = reader
+        self.buffer = b""
+        self.begun = 0.0  # loop time the partial line in ``buffer`` began
+
+    async def readline(self, idle: float) -> bytes:
+        """The next line (with its newline), b"" at the end; TimeoutError, LineTooLong."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + idle
+        while True:
+            end = self.buffer.find(b"\n")
+            if end >= 0:
+                line, self.buffer = self.buffer[:end + 1], self.buffer[end + 1:]
+                self.begun = loop.time()
+                if len(line) > MAX_LINE + 1:
+                    raise LineTooLong
+                return line
+            if len(self.buffer) > MAX_LINE:
+                raise LineTooLong
+            started = bool(self.buffer.strip())
+            async with asyncio.timeout_at(
+                    min(deadline, self.begun + LINE_TIMEOUT) if started else deadline):
+                chunk = await self.reader.read(65536)
+            if not chunk:
+                return b""
+            if not started:
+                self.begun = loop.time()
+            self.buffer += chunk
 
 
 def seed_event(event: dict[str, Any]) -> dict[str, Any]:
@@ -42,8 +84,10 @@ class TcpServer:
         self.clients = 0
         self.server: asyncio.Server | None = None
 
-    async def start(self, host: str, port: int) -> int:
-        self.server = await asyncio.start_server(self._client, host, port, limit=MAX_LINE)
+    async def start(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> int:
+        extra: dict[str, Any] = {} if tls is None else {
+            "ssl": tls, "ssl_handshake_timeout": AUTH_TIMEOUT}
+        self.server = await asyncio.start_server(self._client, host, port, **extra)
         return int(self.server.sockets[0].getsockname()[1])
 
     async def close(self) -> None:
@@ -55,10 +99,17 @@ class TcpServer:
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.clients >= MAX_CLIENTS:
+            with contextlib.suppress(Exception):
+                writer.write((json.dumps(error(None, INVALID_REQUEST, f"too many clients (at "
+                                               f"most {MAX_CLIENTS})")) + "\n").encode())
+                async with asyncio.timeout(2):
+                    await writer.drain()
             writer.close()
             return
         self.clients += 1
         lock = asyncio.Lock()
+        in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+        lines = LineReader(reader)
         session = Session("tcp", authenticated=self.hub.token is None,
                           peer=str(writer.get_extra_info("peername")))
 
@@ -66,13 +117,16 @@ class TcpServer:
             data = (json.dumps(obj, default=str) + "\n").encode()
             async with lock:
                 writer.write(data)
-                async with asyncio.timeout(30):  # a client that stops reading is dropped
+                async with asyncio.timeout(SEND_TIMEOUT):
                     await writer.drain()
 
         async def answer(line: bytes) -> None:
-            reply = await self.dispatcher.handle_text(line, session)
-            if reply is not None:
-                await send(json.loads(reply))
+            try:
+                reply = await self.dispatcher.handle_text(line, session)
+                if reply is not None:
+                    await send(json.loads(reply))
+            finally:
+                in_flight.release()
 
         async def pump(sub: Any) -> None:
             while True:
@@ -93,13 +147,12 @@ class TcpServer:
                         wait = IDLE_TIMEOUT if authenticated else \
                             auth_deadline - asyncio.get_running_loop().time()
                         try:
-                            async with asyncio.timeout(wait):
-                                line = await reader.readline()
+                            line = await lines.readline(wait)
                         except TimeoutError:
                             if session.authenticated and not authenticated:
                                 continue  # authenticated while waiting: now the idle limit
                             break
-                        except (ValueError, asyncio.LimitOverrunError):
+                        except LineTooLong:
                             await send(error(None, INVALID_REQUEST,
                                              f"line longer than {MAX_LINE} bytes"))
                             break
@@ -107,6 +160,7 @@ class TcpServer:
                             break
                         if not line.strip():
                             continue
+                        await in_flight.acquire()
                         t = asyncio.create_task(answer(line))
                         tasks.add(t)
                         t.add_done_callback(tasks.discard)

@@ -138,8 +138,8 @@ class Served:
 
 
 @contextlib.asynccontextmanager
-async def serve_rig(tmp: Path, *, token: str | None = None,
-                    speed: float = 100.0) -> AsyncIterator[Served]:
+async def serve_rig(tmp: Path, *, token: str | None = None, speed: float = 100.0,
+                    **plane: Any) -> AsyncIterator[Served]:
     """The simulators, connected and held by a hub (as ``nightrunner serve`` holds them)."""
     write_rig(tmp)
     equipment, diags = load_equipment(tmp / "eq.yaml")
@@ -149,13 +149,13 @@ async def serve_rig(tmp: Path, *, token: str | None = None,
     await devices.connect_all()
     hub = Hub(tmp / "data", token=token, devices=devices, equipment=equipment, clock=clock)
     (tmp / "data").mkdir(exist_ok=True)
-    plane = ControlPlane(hub, http=(LOOPBACK, 0), tcp=(LOOPBACK, 0))
-    await plane.start()
-    assert not plane.problems, plane.problems
+    control = ControlPlane(hub, http=(LOOPBACK, 0), tcp=(LOOPBACK, 0), **plane)
+    await control.start()
+    assert not control.problems, control.problems
     try:
-        yield Served(hub, plane, tmp / "data")
+        yield Served(hub, control, tmp / "data")
     finally:
-        await plane.stop()
+        await control.stop()
         await devices.disconnect_all()
 
 

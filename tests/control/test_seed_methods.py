@@ -18,8 +18,8 @@ from astropy.io import fits
 
 import runner.control.server  # noqa: F401  (registers every method, as serving does)
 from runner.clock import ScaledClock
+from runner.control.guider_link import close_hub_guider, hub_guider
 from runner.control.hub import Hub
-from runner.control.methods_guider import close_hub_guider, hub_guider
 from runner.control.protocol import Dispatcher, Session
 from runner.control.registry import REGISTRY
 from runner.devices.factory import DeviceSet, build_devices
