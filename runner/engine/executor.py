@@ -29,6 +29,7 @@ from runner.engine import actions
 from runner.engine import triggers as trig
 from runner.engine.compiler import CompiledTarget, FilterLoop, Leaf, Loop, Node, Program
 from runner.engine.events import EventBus
+from runner.engine.frame_writer import FrameWriter
 from runner.engine.journal import Journal, ResumeState
 from runner.engine.machine import RunModel
 from runner.errors import (
@@ -131,6 +132,24 @@ class Services:
 SAFETY_KINDS = frozenset({"warm", "park", "guide"})
 
 
+@dataclass
+class _Taken:
+    """A frame in memory, on its way to the disk (FrameWriter), with what it was taken under."""
+
+    key: str
+    frame: Frame
+    frame_type: FrameType
+    meta: dict[str, Any]
+    path: Path
+    seconds: float
+    stats: GuideStats | None
+    target: str | None
+    filter: str | None
+    triggers: dict[str, Any]
+    focus_generation: int
+    stack: StackSink | None
+
+
 class SkipTarget(Exception):
     """Leave the current target (constraint ended it, or policy said skip_target)."""
 
@@ -210,9 +229,11 @@ class Executor:
         self._sent_settings: tuple[Any, ...] | None = None
         self._connections = 0  # bumped on every reconnect
         self.unsafe: list[str] = []  # shutdown steps that failed to make the rig safe
-        af = program.triggers.autofocus
-        # star detection on every light costs ~0.1 s on a 4k frame: only when a trigger needs it
-        self._wants_hfr = af is not None and af.hfr_increase is not None
+        # bumped by every autofocus: an HFR measured behind the loop on a frame taken before
+        # it must not become the new focus's baseline
+        self._focus_generation = 0
+        self._lights_taken = 0  # this run's lights in memory or on disk (counters: on disk)
+        self.writer = FrameWriter(bus)
 
     # ------------------------------------------------------------------ public control
 
@@ -252,6 +273,7 @@ class Executor:
                 self.bus.emit("target_skipped", target=ct.target.name, reason="completed before")
                 continue
             await self._run_target(ct)
+        await self.writer.drain()
 
     async def run_shutdown(self) -> None:
         """Every shutdown step runs with its own timeout and its own retries (reconnecting
@@ -306,6 +328,7 @@ class Executor:
                 self.stack = self.s.stacking.begin(ct)
             await self._run_nodes(ct.body, Scope(ct))
         except SkipTarget as exc:
+            await self.writer.drain()
             await self._end_stack()
             self.bus.emit("target_end", target=t.name, status="skipped", reason=exc.reason)
             return
@@ -316,6 +339,7 @@ class Executor:
             if self.s.stacking is not None:
                 self.s.stacking.end_later()
             raise
+        await self.writer.drain()  # every frame of the target in its stack and journal first
         await self._end_stack()
         self.journal.record("target_done", key=ct.id)
         self.bus.emit("target_end", target=t.name, status="completed")
@@ -611,6 +635,7 @@ class Executor:
                 return
             if step.stack == "off":
                 self.stack = None
+                await self.writer.drain()
                 await s.stacking.end()
             else:
                 self.stack = s.stacking.begin(self.target)
@@ -657,37 +682,53 @@ class Executor:
                       filter=self.filter, target=self.target.target.name if self.target else None)
         frame = await actions.expose(cam, s.clock, seconds, frame_type.value, timeout)
         self.current_exposure = None
+        self.bus.emit("exposure_end", key=key)
         stats: GuideStats | None = (
             s.guider.stats() if (s.guider is not None and self.guiding) else None
         )
-        hfr = None
-        if light and self._wants_hfr:
-            hfr = await asyncio.to_thread(s.measure_hfr, frame.data)
-        meta = await self._frame_meta(frame, stats, hfr, subdir)
+        meta = await self._frame_meta(frame, stats, None, subdir)
         target_path = s.frames.allocate(frame, meta)
         # intent first: --resume removes a file that was written but never journalled
         self.journal.record("writing", key=key, path=str(target_path), durable=False)
-        path = await s.frames.save(frame, meta, target_path)
-        # the journal is written only after the file is in place
-        if light:
-            trig.light_frame_done(self.state, hfr)
-        self.done_frames[key] = str(path)
+        # what the loop logic counts is taken now (the frame is in memory); what survives a
+        # crash (the journal) only once the file is on disk
+        self.done_frames[key] = str(target_path)
         if light:
             self.light_keys.add(key)
-        self.journal.record("frame", key=key, path=str(path), light=light,
-                            triggers=self.state.to_dict())
-        self._count(frame_type, path)
-        self.last_frame = {"path": str(path), "hfr": hfr, "type": frame_type.value,
-                           "filter": self.filter,
-                           "guiding_rms": stats.rms_total if stats else None}
-        self.bus.emit("frame", key=key, path=str(path), hfr=hfr, type=frame_type.value,
-                      filter=self.filter, exposure=seconds,
-                      guiding_rms=stats.rms_total if stats else None)
-        if light and self.stack is not None:
-            accepted = self.stack.submit(path)
+            self._lights_taken += 1
+            trig.light_frame_done(self.state, None)  # counts now; the HFR when measured
+        taken = _Taken(key, frame, frame_type, meta, target_path, seconds, stats,
+                       self.target.target.name if self.target else None, self.filter,
+                       self.state.to_dict(), self._focus_generation, self.stack)
+        await self.writer.submit(lambda: self._write_frame(taken), frame.data.nbytes, key)
+        return target_path
+
+    async def _write_frame(self, t: _Taken) -> None:
+        """Behind the exposure loop (FrameWriter): measure, write, journal, announce, stack."""
+        s = self.s
+        light = t.frame_type is FrameType.light
+        hfr = None
+        if light:  # every light, for the FITS card, the index and the report
+            hfr = await asyncio.to_thread(s.measure_hfr, t.frame.data)
+            if hfr is not None:
+                hfr = round(hfr, 2)
+            t.meta["hfr"] = hfr
+            if t.focus_generation == self._focus_generation:  # not a frame from before a refocus
+                trig.hfr_measured(self.state, hfr)
+        path = await s.frames.save(t.frame, t.meta, t.path)
+        # the journal is written only after the file is in place
+        self.journal.record("frame", key=t.key, path=str(path), light=light,
+                            triggers=t.triggers)
+        self._count(t.frame_type, t.target, t.filter)
+        rms = t.stats.rms_total if t.stats else None
+        self.last_frame = {"path": str(path), "hfr": hfr, "type": t.frame_type.value,
+                           "filter": t.filter, "guiding_rms": rms}
+        self.bus.emit("frame", key=t.key, path=str(path), hfr=hfr, type=t.frame_type.value,
+                      filter=t.filter, exposure=t.seconds, guiding_rms=rms)
+        if light and t.stack is not None:
+            accepted = t.stack.submit(path)
             if not accepted:
                 self.bus.emit("stack_dropped", path=str(path))
-        return path
 
     async def _apply_settings(self, a: ExposeArgs) -> None:
         """Send binning, gain, offset and ROI — only what differs from the last exposure (a
@@ -708,7 +749,7 @@ class Executor:
         await cam.set_roi(roi)
         self._sent_settings = wanted
 
-    def _count(self, frame_type: FrameType, path: Path) -> None:
+    def _count(self, frame_type: FrameType, target: str | None, filter_name: str | None) -> None:
         c = self.counters
         if frame_type is FrameType.light:
             c.lights += 1
@@ -718,9 +759,9 @@ class Executor:
             c.flats += 1
         else:
             c.biases += 1
-        if self.target is not None:
-            per = c.per_target.setdefault(self.target.target.name, {})
-            label = f"{frame_type.value}:{self.filter or '-'}"
+        if target is not None:
+            per = c.per_target.setdefault(target, {})
+            label = f"{frame_type.value}:{filter_name or '-'}"
             per[label] = per.get(label, 0) + 1
 
     async def _frame_meta(
@@ -764,6 +805,7 @@ class Executor:
     async def _pause_gate(self) -> None:
         if not self.pause_requested or self.model.state != "imaging:expose":
             return  # pause takes effect between exposures of the imaging phase
+        await self.writer.drain()  # paused means quiet: every frame taken is on disk
         self._fire("pause")
         self.bus.emit("paused")
         before = await self._rig_snapshot()
@@ -842,7 +884,7 @@ class Executor:
         if self.state.focus_temperature is None:
             self.state.focus_temperature = temperature
         due = trig.due(tr, self.state, now=s.clock.monotonic(), temperature=temperature,
-                       guiding=self.guiding, any_light_yet=self.counters.lights > 0)
+                       guiding=self.guiding, any_light_yet=self._lights_taken > 0)
         if due.autofocus and tr.autofocus is not None:
             self.bus.emit("trigger", kind="autofocus", reason=due.autofocus)
             self._fire("begin_trigger_autofocus")
@@ -852,8 +894,7 @@ class Executor:
                 # the focuser is back where it was; reset the baselines so a failing
                 # autofocus is not retried before every frame, and go on imaging
                 self._error(f"triggered autofocus failed, keeping the previous focus: {exc}")
-                trig.autofocus_done(self.state, now=s.clock.monotonic(), temperature=temperature,
-                                    filter_name=self.filter)
+                self._focus_done(temperature)
             finally:
                 self._fire("gap_done")
         if due.dither and tr.dither is not None:
@@ -1035,10 +1076,14 @@ class Executor:
         temperature = None
         with contextlib.suppress(DeviceError):
             temperature = await s.focuser.temperature()
-        trig.autofocus_done(self.state, now=s.clock.monotonic(), temperature=temperature,
-                            filter_name=self.filter)
+        self._focus_done(temperature)
         self.journal.record("trigger_state", state=self.state.to_dict())
         self.bus.emit("autofocus", **result)
+
+    def _focus_done(self, temperature: float | None) -> None:
+        self._focus_generation += 1
+        trig.autofocus_done(self.state, now=self.s.clock.monotonic(), temperature=temperature,
+                            filter_name=self.filter)
 
     async def _slew(self, step: SlewStep, scope: Scope) -> None:
         s = self.s

@@ -370,6 +370,10 @@ class Run:
             safety.cancel()
             self._shutting_down = True
             await ex.run_shutdown()
+            # frames taken before an abort or failure are still written (behind the shutdown)
+            await ex.writer.drain_quietly()
+            if ex.writer.error is not None and outcome == "aborted":
+                ex._error(f"frame not written: {ex.writer.error}")
             final = {"completed": "finish", "failed": "fail", "aborted": "aborted"}[outcome]
             ex.model.fire(final)
             bus.emit("state", state=ex.model.state)

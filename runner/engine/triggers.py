@@ -47,6 +47,12 @@ def light_frame_done(state: TriggerState, hfr: float | None) -> None:
     state.frames_since_dither += 1
     state.frames_since_focus += 1
     state.filter_changed = False
+    hfr_measured(state, hfr)
+
+
+def hfr_measured(state: TriggerState, hfr: float | None) -> None:
+    """A light's HFR, measured behind the exposure loop (so possibly a frame late: an HFR
+    trigger acts on the newest measured frame, as N.I.N.A.'s does)."""
     if hfr is not None:
         state.last_hfr = hfr
         if state.focus_hfr is None:
