@@ -151,7 +151,8 @@ def run(
         plan_text=plan.read_bytes(),
         plan_path=plan,
     )
-    runner_ = Run(result.plan, result.equipment, options)
+    fatal: list[str] = []
+    runner_ = Run(result.plan, result.equipment, options, listeners=[_fatal_listener(fatal)])
     from runner.control.night import run_served
     from runner.errors import ConfigError
 
@@ -171,12 +172,30 @@ def run(
     if as_json:
         typer.echo(json.dumps(outcome.summary, indent=2, default=str))
     else:
-        s = outcome.summary
-        typer.echo(
-            f"{s['outcome']}: {s['frames']['light']} light frames, "
-            f"{len(s['errors'])} errors; report {outcome.run_dir / 'report.md'}"
-        )
+        typer.echo(final_line(outcome.summary, fatal, outcome.run_dir / "report.md"))
     raise typer.Exit(outcome.exit_code)
+
+
+def _fatal_listener(into: list[str]) -> Any:
+    """Collect the messages of errors that ended the night (``fatal: …``, ``unexpected …``):
+    the summary's ``errors`` holds the steps' errors only."""
+
+    def listen(e: dict[str, Any]) -> None:
+        message = str(e.get("message", ""))
+        if e.get("event") == "error" and message.startswith(("fatal:", "unexpected ")):
+            into.append(message.removeprefix("fatal:").strip())
+
+    return listen
+
+
+def final_line(summary: dict[str, Any], fatal: list[str], report: Path) -> str:
+    """The run's last line: outcome, its cause, frames and step errors, where the report is."""
+    outcome = str(summary["outcome"])
+    cause = fatal[-1] if fatal else (summary.get("abort_reason") if outcome == "aborted" else None)
+    head = f"{outcome} ({cause})" if cause else outcome
+    n = len(summary.get("errors") or [])
+    errors = f"{n} step error{'' if n == 1 else 's'}"
+    return f"{head}: {summary['frames']['light']} light frames, {errors}; report {report}"
 
 
 @app.command()

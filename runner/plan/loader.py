@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from runner.plan.diagnostics import Diagnostic, Mark, Severity, has_errors
+from runner.plan.diagnostics import Diagnostic, Mark, has_errors
 from runner.plan.equipment import Equipment
 from runner.plan.models import IncludedPlan, Plan
 from runner.plan.yamlsource import Positions, read_yaml

@@ -710,7 +710,9 @@ class Plan(Model):
     )
     include: list[str] = Field(
         default_factory=list,
-        description="Other plan files whose blocks and targets are merged in (relative paths).",
+        description="Fragment files whose blocks and targets are merged in, relative to this "
+        "file. A fragment holds only `include`, `blocks` and `targets` (see IncludedPlan): "
+        "version, name, site and the rest belong to the main plan.",
     )
     defaults: Defaults = Field(default_factory=Defaults)
     startup: list[Step] = Field(default_factory=list)
@@ -732,7 +734,12 @@ class Plan(Model):
 
 
 class IncludedPlan(Model):
-    """A file named in `include:`: only blocks and targets (and further includes)."""
+    """A fragment named in `include:`: only blocks, targets and further includes.
+
+    Everything that describes the night (version, name, site, equipment, defaults, startup,
+    triggers, shutdown, on_error) is the main plan's alone, so a night never has two; an
+    included file that carries them is an error at the key, naming the main plan.
+    """
 
     include: list[str] = Field(default_factory=list)
     blocks: dict[str, list[Step]] = Field(default_factory=dict)

@@ -11,6 +11,9 @@ from runner.plan.diagnostics import Diagnostic
 from runner.plan.equipment import FAULT_DEVICE, Equipment
 from runner.plan.yamlsource import Positions
 
+DEVICE_NAMES = {"camera": "camera", "focuser": "focuser", "safety": "safety monitor",
+                "guider": "guider"}
+
 
 def simulated(eq: Equipment, section: str) -> bool | None:
     """Whether the device of ``section`` is simulated; None when the profile has none."""
@@ -34,7 +37,7 @@ def check_equipment(eq: Equipment, pos: Positions) -> list[Diagnostic]:
         if sim is None:
             out.append(Diagnostic.at(
                 pos.mark(("simulation", "faults", i, "kind")),
-                f"fault {fault.kind} acts on the {section.replace('_', ' ')}, but the profile "
+                f"fault {fault.kind} acts on the {DEVICE_NAMES[section]}, but the profile "
                 f"has no '{section}'",
             ))
         elif not sim:
