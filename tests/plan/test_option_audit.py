@@ -234,7 +234,9 @@ AUDIT: dict[str, Used | Rejected] = {
     "Equipment.data_dir": Used(RUN, "eq.data_dir"),
     "Equipment.simulation": Used(RUN, "equipment.simulation.speed"),
     "Equipment.exposure_margin": Used(EX, "equipment.exposure_margin"),
-    "Equipment.cool_timeout": Rejected("profile", "cool_timeout: 600", "'cool_timeout' is not used"),
+    "Equipment.cool_timeout": Rejected(
+        "profile", "cool_timeout: 600", "'cool_timeout' is not used"
+    ),
     "Equipment.autofocus_overhead": Used(WALK, "eq.autofocus_overhead"),
     "Connection.backend": Used("runner/devices/factory.py", "conn.backend"),
     "Connection.address": Used("runner/devices/alpaca/build.py", "conn.address"),

@@ -70,7 +70,8 @@ def _profile(write_plan: Callable[..., Path], body: str) -> list[str]:
         ("simulation: {faults: [{kind: unsafe_weather, at_time: 60}]}",
          "eq.yaml:2:30: error: fault unsafe_weather acts on the safety monitor, but the profile "
          "has no 'safety'"),
-        ("camera: {backend: alpaca}\nsimulation: {faults: [{kind: camera_disconnect, at_frame: 2}]}",
+        ("camera: {backend: alpaca}\n"
+         "simulation: {faults: [{kind: camera_disconnect, at_frame: 2}]}",
          "eq.yaml:3:30: error: fault camera_disconnect is injected by the simulators only, but the "
          "camera uses backend alpaca"),
         ("camera: {backend: alpaca}\nsimulation: {speed: 60}",
