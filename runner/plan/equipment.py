@@ -138,7 +138,8 @@ class GuiderProfile(Model):
     )
     host: str = Field("127.0.0.1", description="Host of a real PHD2 (backend phd2 only).")
     port: int = Field(
-        4400, ge=1, le=65_535, description="PHD2 event server port (backend phd2 only)."
+        4400, ge=1, le=65_535, description="PHD2 event server port; with backend simulator, "
+        "where `nightrunner serve` starts the simulator (a night's own takes a free port)."
     )
     profile: str | None = Field(None, description="PHD2 equipment profile to select.")
     pixel_scale: float | None = Field(
@@ -146,13 +147,13 @@ class GuiderProfile(Model):
     )
     exposure: Duration = Field(2.0, description="Guide exposure, s.")
 
-    @field_validator("host", "port")
+    @field_validator("host")
     @classmethod
     def _real_phd2_only(cls, value: Any, info: ValidationInfo) -> Any:
-        # validators run on given values only: the defaults never trip this
+        # validators run on given values only: the default never trips this
         if info.data.get("backend") == "simulator":
-            raise ValueError(f"the PHD2 simulator runs in-process on a free port; "
-                             f"'{info.field_name}' applies to backend phd2")
+            raise ValueError("the PHD2 simulator runs on this machine (127.0.0.1); 'host' "
+                             "applies to backend phd2")
         return value
 
 

@@ -57,9 +57,9 @@ def _profile(write_plan: Callable[..., Path], body: str) -> list[str]:
          "eq.yaml:2:39: error: a simulated device has no address"),
         ("camera: {backend: simulator, device: 1}",
          "eq.yaml:2:38: error: a simulated device has no 'device'"),
-        ("guider: {backend: simulator, port: 4400}",
-         "eq.yaml:2:36: error: the PHD2 simulator runs in-process on a free port; 'port' applies "
-         "to backend phd2"),
+        ("guider: {backend: simulator, host: 10.0.0.5}",
+         "eq.yaml:2:36: error: the PHD2 simulator runs on this machine (127.0.0.1); 'host' "
+         "applies to backend phd2"),
         ("safety: {}\nsimulation: {faults: [{kind: unsafe_weather, at_frame: 4}]}",
          "eq.yaml:3:56: error: 'at_frame' is not supported for unsafe_weather (the weather has no "
          "frame number: use at_time)"),
