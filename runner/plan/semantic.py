@@ -8,10 +8,8 @@ check (does a target ever meet its constraints tonight) is ``validate --sky``.
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Iterator, Sequence
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from runner.plan.diagnostics import Diagnostic, Severity
 from runner.plan.equipment import Equipment
@@ -66,6 +64,9 @@ def timezone_problem(name: str) -> str | None:
     zoneinfo, not astropy: ``validate`` must stay fast. The list of zones is read only when the
     name is wrong.
     """
+    import difflib
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
     try:
         ZoneInfo(name)
         return None
