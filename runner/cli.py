@@ -188,10 +188,7 @@ def _final_words(outcome: Any, as_json: bool) -> None:
             lines.append("RIG MAY NOT BE SAFE: " + "; ".join(s.get("rig_unsafe_reasons", [])))
         for p in s.get("record_problems", []):
             lines.append(f"night record incomplete: {p}")
-        lines.append(
-            f"{s['outcome']}: {s['frames']['light']} light frames, "
-            f"{len(s['errors'])} errors; report {outcome.run_dir / 'report.md'}"
-        )
+        lines.append(final_line(s, outcome.run_dir / "report.md"))
         text = "\n".join(lines)
     try:
         typer.echo(text)
@@ -200,6 +197,21 @@ def _final_words(outcome: Any, as_json: bool) -> None:
         with contextlib.suppress(OSError):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
+
+
+FATAL_PREFIXES = ("fatal:", "unexpected ", "internal error:", "run could not start:")
+
+
+def final_line(summary: dict[str, Any], report: Path) -> str:
+    """The run's last line: outcome, its cause, frames and errors, where the report is."""
+    outcome = str(summary["outcome"])
+    errors_ = [str(e) for e in summary.get("errors") or []]
+    fatal = [e.removeprefix("fatal:").strip() for e in errors_ if e.startswith(FATAL_PREFIXES)]
+    cause = fatal[-1] if fatal else (summary.get("abort_reason") if outcome == "aborted" else None)
+    head = f"{outcome} ({cause})" if cause else outcome
+    n = len(errors_)
+    errors = f"{n} error{'' if n == 1 else 's'}"
+    return f"{head}: {summary['frames']['light']} light frames, {errors}; report {report}"
 
 
 @app.command()

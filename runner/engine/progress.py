@@ -13,7 +13,7 @@ PLAIN_EVENTS = {
     "phase", "target_start", "target_end", "target_skipped", "frame", "dithered", "autofocus",
     "error", "warning", "retry", "policy", "waiting", "loop_end", "loop_zero_iterations",
     "guiding", "temperature", "slewed", "parked", "abort", "run_end", "trigger", "paused",
-    "resumed", "reconnected", "calibration_set", "stack_dropped",
+    "resumed", "reconnected", "calibration_set", "stack_dropped", "resume",
 }
 
 
@@ -29,6 +29,12 @@ def _describe(e: dict[str, Any]) -> str:
     if ev == "target_end":
         reason = f" ({e['reason']})" if e.get("reason") else ""
         return f"target {e['target']} {e['status']}{reason}"
+    if ev == "resume":
+        orphans = list(e.get("orphans") or [])
+        shown = ", ".join(str(o) for o in orphans[:5]) + (" …" if len(orphans) > 5 else "")
+        plural = "" if len(orphans) == 1 else "s"
+        removed = f"; removed {len(orphans)} unjournalled file{plural}: {shown}" if orphans else ""
+        return f"resuming run {e.get('run')}: {e.get('frames')} frames already taken{removed}"
     if ev == "autofocus":
         best = e.get("best_position", e.get("position"))
         return f"autofocus → {best} (HFR {e.get('hfr', e.get('final_hfr', '?'))})"

@@ -13,13 +13,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from runner.plan.diagnostics import Diagnostic, Mark, Severity, has_errors
+from runner.plan.diagnostics import Diagnostic, Mark, has_errors
 from runner.plan.equipment import Equipment
 from runner.plan.models import IncludedPlan, Plan
 from runner.plan.yamlsource import Positions, read_yaml
 
 BUILTIN_PROFILES = Path(__file__).parent / "profiles"
 MAX_INCLUDE_DEPTH = 16
+#: What an included file may hold (the main plan alone describes the night).
+FRAGMENT_KEYS = tuple(IncludedPlan.model_fields)
 
 
 @dataclass
@@ -70,25 +72,20 @@ def _merge_includes(
         if len(stack) >= MAX_INCLUDE_DEPTH:
             diags.append(Diagnostic.at(mark, f"includes nested deeper than {MAX_INCLUDE_DEPTH}"))
             continue
-        if not target.is_file():
+        if not target.exists():
             diags.append(Diagnostic.at(mark, f"included file '{name}' not found"))
             continue
         inc_shown = display_path(Path(name), shown)
-        doc = read_yaml(target, display=inc_shown)
+        doc = read_yaml(target, display=inc_shown, what="included plan")
         diags.extend(doc.diagnostics)
         if doc.data is None:
             continue
-        try:
-            IncludedPlan.model_validate(doc.data)
-        except ValidationError as exc:
-            from runner.plan.errors_map import diagnostics_from
-
-            diags.extend(diagnostics_from(exc, doc.data, doc.positions, root_model=IncludedPlan))
+        if not _fragment_ok(doc.data, doc.positions, shown, diags):
             continue
         _merge_includes(doc.data, doc.positions, target, inc_shown, (*stack, target), diags)
         blocks = data.setdefault("blocks", {})
         if isinstance(blocks, dict):
-            for bname, body in doc.data.get("blocks", {}).items():
+            for bname, body in (doc.data.get("blocks") or {}).items():
                 if bname in blocks:
                     first = positions.key_mark(("blocks", bname))
                     diags.append(
@@ -103,9 +100,41 @@ def _merge_includes(
                 positions.graft(doc.positions, ("blocks", bname), ("blocks", bname))
         targets = data.setdefault("targets", [])
         if isinstance(targets, list):
-            for j, tgt in enumerate(doc.data.get("targets", [])):
+            for j, tgt in enumerate(doc.data.get("targets") or []):
                 positions.graft(doc.positions, ("targets", j), ("targets", len(targets)))
                 targets.append(tgt)
+
+
+def _fragment_ok(
+    data: dict[str, Any], positions: Positions, including: str, diags: list[Diagnostic]
+) -> bool:
+    """An included file holds only ``blocks``, ``targets`` and further ``include``s.
+
+    Everything that describes the night itself (version, name, site, equipment, defaults,
+    startup, triggers, shutdown, on_error) comes from the main plan alone, so that one night
+    never has two of them. Other keys are reported here with that reason, and the blocks and
+    targets are merged all the same: their contents are checked with the main plan, so errors
+    point into this file and a block is still known by name (no follow-on "no block named").
+    False when the three have the wrong shape to merge.
+    """
+    ok = True
+    for key in data:
+        if key in FRAGMENT_KEYS:
+            continue
+        mark = positions.key_mark((key,))
+        if key in Plan.model_fields:
+            msg = (f"'{key}' is not allowed in an included file: an included file holds only "
+                   f"{', '.join(FRAGMENT_KEYS)}; '{key}' belongs to the main plan ({including})")
+        else:
+            msg = f"unknown key '{key}' in an included file; allowed: {', '.join(FRAGMENT_KEYS)}"
+        diags.append(Diagnostic.at(mark, msg))
+    for key, kind in (("include", list), ("blocks", dict), ("targets", list)):
+        value = data.get(key)
+        if value is not None and not isinstance(value, kind):
+            ok = False
+            shape = "a list" if kind is list else "a mapping"
+            diags.append(Diagnostic.at(positions.mark((key,)), f"'{key}' must be {shape}"))
+    return ok
 
 
 def resolve_equipment_path(ref: str, plan_file: Path) -> Path | None:
@@ -120,11 +149,13 @@ def resolve_equipment_path(ref: str, plan_file: Path) -> Path | None:
             Path.home() / ".config" / "nightrunner" / "equipment" / f"{ref}.yaml",
             BUILTIN_PROFILES / f"{ref}.yaml",
         ]
-    return next((c for c in candidates if c.is_file()), None)
+    # exists, not is_file: a directory or a device in the way is reported as what it is
+    return next((c for c in candidates if c.exists()), None)
 
 
 def load_equipment(path: Path) -> tuple[Equipment | None, list[Diagnostic]]:
-    doc = read_yaml(path, display=display_path(path))
+    """Read and check a profile; the profile is returned only when it has no error."""
+    doc = read_yaml(path, display=display_path(path), what="equipment profile")
     if doc.data is None:
         return None, doc.diagnostics
     try:
@@ -135,7 +166,10 @@ def load_equipment(path: Path) -> tuple[Equipment | None, list[Diagnostic]]:
         return None, doc.diagnostics + diagnostics_from(
             exc, doc.data, doc.positions, root_model=Equipment
         )
-    return eq, doc.diagnostics
+    from runner.plan.profile_checks import check_equipment
+
+    diags = doc.diagnostics + check_equipment(eq, doc.positions)
+    return (None if has_errors(diags) else eq), diags
 
 
 def load_plan(
@@ -171,20 +205,17 @@ def load_plan(
             result.diagnostics.append(
                 Diagnostic.at(eq_mark, f"equipment profile '{plan.equipment}' not found")
             )
-    elif not eq_path.is_file():
-        result.diagnostics.append(
-            Diagnostic(display_path(eq_path), 1, 1, Severity.error, "equipment profile not found")
-        )
-        eq_path = None
     if eq_path is not None:
         eq, eq_diags = load_equipment(eq_path)
         result.diagnostics.extend(eq_diags)
         result.equipment = eq
         result.equipment_path = eq_path
-    if semantic and result.equipment is not None:
-        from runner.plan.semantic import check_plan
+    if semantic:
+        from runner.plan.semantic import check_plan, check_site
 
-        result.diagnostics.extend(check_plan(plan, result.equipment, doc.positions))
+        result.diagnostics.extend(check_site(plan, doc.positions))
+        if result.equipment is not None:
+            result.diagnostics.extend(check_plan(plan, result.equipment, doc.positions))
     if not has_errors(result.diagnostics):
         result.plan = plan
     return result

@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     GetJsonSchemaHandler,
     Tag,
+    field_validator,
     model_validator,
 )
 
@@ -42,6 +43,13 @@ class Shorthand:
         self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
         return {"anyOf": [handler(core_schema), *self.alternatives]}
+
+
+def not_implemented(what: str, instead: str, coming: str | None = None) -> ValueError:
+    """The error for an option the language reserves but the engine does not do yet: a plan
+    must never validate and then silently go without it."""
+    note = f" ({coming})" if coming else ""
+    return ValueError(f"{what} is not implemented yet{note}; {instead}")
 
 
 class Model(BaseModel):
@@ -250,24 +258,51 @@ class WaitArgs(Model):
 class SlewArgs(Model):
     ra: RA | None = Field(None, description="Default: the current target's RA.")
     dec: Dec | None = Field(None, description="Default: the current target's Dec.")
-    center: bool = Field(False, description="Plate-solve and re-slew until centred.")
+    center: bool = Field(
+        False, description="Plate-solve and re-slew until centred — not implemented yet: "
+        "`true` is rejected."
+    )
+
+    @field_validator("center")
+    @classmethod
+    def _no_centring(cls, value: bool) -> bool:
+        if value:
+            raise not_implemented("'center: true'",
+                                  "remove it: the slew goes to the coordinates as given",
+                                  "plate-solve centring is coming")
+        return value
 
 
 class CalibrationArgs(Model):
-    """A set of calibration frames; with `master: true` a master is built from them."""
+    """A set of calibration frames, saved under `calibration/` (masters: `nightrunner stack`)."""
 
     kind: Literal["dark", "flat", "bias"] = Field(..., description="Calibration frame type.")
     count: int = Field(20, ge=1, le=10_000, description="Frames per exposure/filter.")
     exposures: list[float] = Field(
         default_factory=list,
         description="Exposure times, s: darks one set per value; flats one value per filter or "
-        "a single value for all (default: 1 s flats); bias ignores it.",
+        "a single value for all (default: 1 s flats); not for bias.",
     )
     filters: list[str] = Field(default_factory=list, description="Filters (flats only).")
     gain: int | None = Field(None, ge=0)
     offset: int | None = Field(None, ge=0)
     binning: int | None = Field(None, ge=1, le=16)
-    master: bool = Field(True, description="Build a master frame from the set.")
+    master: bool = Field(
+        False, description="Build a master frame from the set — not implemented yet: `true` is "
+        "rejected."
+    )
+
+    @field_validator("master")
+    @classmethod
+    def _no_masters(cls, value: bool) -> bool:
+        if value:
+            raise not_implemented(
+                "'master: true'",
+                "remove it: the frames are saved, and `nightrunner stack --darks/--flats/--bias` "
+                "builds masters from them",
+                "calibration masters are coming",
+            )
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> CalibrationArgs:
@@ -277,6 +312,16 @@ class CalibrationArgs(Model):
             raise ValueError("calibration exposures must be > 0 s")
         if self.filters and self.kind != "flat":
             raise ValueError("'filters' applies to flats only")
+        if self.kind == "bias" and self.exposures:
+            raise ValueError("bias frames are taken at the shortest exposure: remove "
+                             "'exposures'")
+        if self.kind == "flat" and len(self.exposures) > 1 and len(self.exposures) != max(
+            1, len(self.filters)
+        ):
+            raise ValueError(f"flats take one exposure for all filters or one per filter: "
+                             f"{len(self.exposures)} exposures for "
+                             f"{len(self.filters) or 'the current'} filter"
+                             f"{'s' if len(self.filters) > 1 else ''}")
         return self
 
 
@@ -377,13 +422,30 @@ class CalibrationStep(StepBase):
     calibration: CalibrationArgs
 
 
+def _no_timeout(kind: str, value: float | None) -> float | None:
+    if value is not None:
+        raise ValueError(f"'timeout' applies to single steps; a {kind} step has none: put "
+                         "'timeout' on the steps inside")
+    return value
+
+
 class UseStep(StepBase):
     use: str = Field(..., min_length=1, description="Name of a block under `blocks:`.")
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: float | None) -> float | None:
+        return _no_timeout("use", value)
 
 
 class RepeatStep(StepBase):
     repeat: RepeatArgs
     steps: list[Step] = Field(..., min_length=1, description="The loop body.")
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: float | None) -> float | None:
+        return _no_timeout("repeat", value)
 
 
 class EachFilterStep(StepBase):
@@ -391,6 +453,11 @@ class EachFilterStep(StepBase):
         ..., min_length=1, description="Run `steps` once per filter, switching filter first."
     )
     steps: list[Step] = Field(..., min_length=1)
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: float | None) -> float | None:
+        return _no_timeout("each_filter", value)
 
 
 STEP_KINDS: dict[str, type[StepBase]] = {
@@ -484,8 +551,20 @@ class MeridianFlipTrigger(Model):
         5.0, ge=0, le=60, description="Flip this many minutes after the meridian."
     )
     pause_before: float = Field(
-        0.0, ge=0, le=60, description="Stop exposing this many minutes before the flip time."
+        0.0, ge=0, le=60, description="Stop exposing this many minutes before the flip time "
+        "— not implemented yet: only 0 is accepted."
     )
+
+    @field_validator("pause_before")
+    @classmethod
+    def _no_pause(cls, value: float) -> float:
+        if value:
+            raise not_implemented(
+                "'pause_before'",
+                "remove it: the flip happens between exposures once the target is `after` "
+                "minutes past the meridian",
+            )
+        return value
 
 
 class GuidingRmsTrigger(Model):
@@ -504,11 +583,24 @@ class StarLostTrigger(Model):
 
 
 class SafetyTrigger(Model):
-    """Behaviour when the safety monitor reports unsafe: current exposure aborted at once."""
+    """Behaviour when the safety monitor reports unsafe: the night is aborted at once and the
+    safe shutdown runs. The equipment profile must have a `safety` device; the monitor is
+    watched whenever the profile has one, with or without this trigger."""
 
     wait_for_safe: Duration = Field(
-        0.0, description="Seconds to wait for safe conditions before shutdown (0 = shut down)."
+        0.0, description="Seconds to wait for safe conditions before shutdown — not "
+        "implemented yet: only 0 (shut down at once) is accepted."
     )
+
+    @field_validator("wait_for_safe")
+    @classmethod
+    def _no_wait(cls, value: float) -> float:
+        if value:
+            raise not_implemented(
+                "'wait_for_safe'",
+                "remove it: an unsafe report aborts the night and runs the safe shutdown",
+            )
+        return value
 
 
 class Triggers(Model):
@@ -618,7 +710,9 @@ class Plan(Model):
     )
     include: list[str] = Field(
         default_factory=list,
-        description="Other plan files whose blocks and targets are merged in (relative paths).",
+        description="Fragment files whose blocks and targets are merged in, relative to this "
+        "file. A fragment holds only `include`, `blocks` and `targets` (see IncludedPlan): "
+        "version, name, site and the rest belong to the main plan.",
     )
     defaults: Defaults = Field(default_factory=Defaults)
     startup: list[Step] = Field(default_factory=list)
@@ -640,7 +734,12 @@ class Plan(Model):
 
 
 class IncludedPlan(Model):
-    """A file named in `include:`: only blocks and targets (and further includes)."""
+    """A fragment named in `include:`: only blocks, targets and further includes.
+
+    Everything that describes the night (version, name, site, equipment, defaults, startup,
+    triggers, shutdown, on_error) is the main plan's alone, so a night never has two; an
+    included file that carries them is an error at the key, naming the main plan.
+    """
 
     include: list[str] = Field(default_factory=list)
     blocks: dict[str, list[Step]] = Field(default_factory=dict)

@@ -104,10 +104,16 @@ def reference_markdown() -> str:
         "are degrees; temperatures °C; positions focuser steps; sizes pixels. Clock times are "
         "`'HH:MM'` site-local (or with `Z`/`+HH:MM`) and mean the next occurrence.",
         "",
+        "Every key does what it says or is rejected by `validate`: options marked *not "
+        "implemented yet* accept only their default, and a profile's `address`, `device`, "
+        "ports and faults are checked against the back-end that uses them "
+        "(`tests/plan/test_option_audit.py` keeps the list).",
+        "",
         "## Steps",
         "",
         "A step is a mapping with exactly one kind key, optionally with `timeout` and `on_error`"
-        " (and `steps` for `repeat` and `each_filter`):",
+        " (and `steps` for `repeat` and `each_filter`; `use`, `repeat` and `each_filter` take"
+        " no `timeout`: put it on the steps inside):",
         "",
     ]
     lines += ["| kind | arguments |", "|---|---|"]
@@ -120,6 +126,7 @@ def reference_markdown() -> str:
     _collect(models.Plan, seen)
     for cls in models.STEP_KINDS.values():
         _collect(cls, seen)
+    _collect(models.IncludedPlan, seen)
     for m in seen:
         lines += _model_section(m)
     lines += ["## Equipment profile models", ""]

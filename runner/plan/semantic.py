@@ -58,6 +58,63 @@ def max_altitude(latitude: float, dec: float) -> float:
     return 90.0 - abs(latitude - dec)
 
 
+def timezone_problem(name: str) -> str | None:
+    """Why ``name`` is not a usable IANA zone (with the nearest names), or None.
+
+    zoneinfo, not astropy: ``validate`` must stay fast. The list of zones is read only when the
+    name is wrong.
+    """
+    import difflib
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+    try:
+        ZoneInfo(name)
+        return None
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        pass
+    zones = sorted(available_timezones())
+    by_lower = {z.lower(): z for z in zones}
+    close = [by_lower[z] for z in difflib.get_close_matches(name.lower(), by_lower, n=3,
+                                                           cutoff=0.6)]
+    hint = f"; did you mean {', '.join(close)}?" if close else " (e.g. Europe/Amsterdam)"
+    return f"unknown time zone '{name}': use an IANA name{hint}"
+
+
+def clock_time_paths(plan: Plan) -> list[PathKey]:
+    """Where the plan gives clock times (read in the site's zone)."""
+    out: list[PathKey] = []
+    for t, target in enumerate(plan.targets):
+        for key in ("after", "until"):
+            if getattr(target.constraints, key) is not None:
+                out.append(("targets", t, "constraints", key))
+    for path, step in all_steps(plan):
+        if isinstance(step, WaitStep) and step.wait.until is not None:
+            out.append((*path, "wait", "until"))
+        if isinstance(step, RepeatStep) and step.repeat.until and step.repeat.until.time:
+            out.append((*path, "repeat", "until", "time"))
+    return out
+
+
+def check_site(plan: Plan, pos: Positions) -> list[Diagnostic]:
+    """An unknown zone is an error; no zone at all, with clock times in the plan, a warning:
+    they would be read in whatever zone the machine running the night is set to."""
+    tz = plan.site.timezone
+    if tz is not None:
+        problem = timezone_problem(tz)
+        return [Diagnostic.at(pos.mark(("site", "timezone")), problem)] if problem else []
+    uses = clock_time_paths(plan)
+    if not uses:
+        return []
+    first = pos.mark(uses[0])
+    return [Diagnostic.at(
+        pos.mark(("site",)),
+        f"site has no 'timezone': clock times (first at line {first.line}) are read in the "
+        "time zone of the machine running the night; name the site's zone, e.g. "
+        "'timezone: Europe/Amsterdam'",
+        Severity.warning,
+    )]
+
+
 def check_plan(plan: Plan, eq: Equipment, pos: Positions) -> list[Diagnostic]:
     out: list[Diagnostic] = []
 
@@ -193,6 +250,9 @@ def check_plan(plan: Plan, eq: Equipment, pos: Positions) -> list[Diagnostic]:
                     err(("triggers", i, k), "meridian_flip trigger needs a mount", key=True)
                 if k == "autofocus" and eq.focuser is None:
                     err(("triggers", i, k), "autofocus trigger needs a focuser", key=True)
+                if k == "safety" and eq.safety is None:
+                    err(("triggers", i, k), f"safety trigger, but equipment '{eq.name}' has no "
+                        "safety monitor ('safety:' in the profile)", key=True)
 
     # targets
     names: dict[str, int] = {}

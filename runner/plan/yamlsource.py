@@ -188,8 +188,16 @@ class _Converter:
             return value
 
 
-def read_yaml(path: Path, *, display: str | None = None) -> YamlDocument:
-    """Read one YAML file into plain data with positions; problems become diagnostics."""
+def article(noun: str) -> str:
+    return "an" if noun[:1] in "aeiou" else "a"
+
+
+def read_yaml(path: Path, *, display: str | None = None, what: str = "plan") -> YamlDocument:
+    """Read one YAML file into plain data with positions; problems become diagnostics.
+
+    ``what`` names the document in messages ("plan", "equipment profile"). The read is bounded:
+    a device such as ``/dev/zero`` or a pipe has no size to check beforehand.
+    """
     file = display or str(path)
     start = Mark(file, 1, 1)
 
@@ -198,11 +206,16 @@ def read_yaml(path: Path, *, display: str | None = None) -> YamlDocument:
 
     try:
         if path.is_dir():
-            return fail("is a directory, not a plan file")
+            return fail(f"is a directory, not {article(what)} {what} file")
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
-            return fail(f"file is {size / 1048576:.1f} MiB; plans are limited to 4 MiB")
-        raw = path.read_bytes()
+            return fail(f"file is {size / 1048576:.1f} MiB; {article(what)} {what} is limited "
+                        "to 4 MiB")
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            return fail(f"more than 4 MiB to read (not a regular file?); {article(what)} {what} "
+                        "is limited to 4 MiB")
     except FileNotFoundError:
         return fail("no such file")
     except OSError as exc:
@@ -218,7 +231,7 @@ def read_yaml(path: Path, *, display: str | None = None) -> YamlDocument:
     if not text.strip() or all(
         not ln.strip() or ln.lstrip().startswith("#") for ln in text.splitlines()
     ):
-        return fail("file is empty: expected a plan (a YAML mapping)")
+        return fail(f"file is empty: expected {article(what)} {what} (a YAML mapping)")
     loader = _Loader(text)
     try:
         root = loader.get_single_node()
@@ -236,7 +249,7 @@ def read_yaml(path: Path, *, display: str | None = None) -> YamlDocument:
     finally:
         loader.dispose()
     if root is None:
-        return fail("file is empty: expected a plan (a YAML mapping)")
+        return fail(f"file is empty: expected {article(what)} {what} (a YAML mapping)")
     conv = _Converter(file)
     try:
         data = conv.convert(root, (), 0)

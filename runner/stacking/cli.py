@@ -45,6 +45,30 @@ def _masters(
         typer.echo(f"master flat {filt or '(no filter)'}: {m.id} ({len(group)} frames)")
 
 
+def _lights(inputs: list[Path]) -> list[Path]:
+    """The light frames among the inputs: directories are searched with their sub-folders, and
+    frames found there whose IMAGETYP says dark, flat or bias are left out (a data directory
+    holds ``calibration/`` too); files named one by one are taken as given."""
+    lights: list[Path] = []
+    left_out = 0
+    for item in inputs:
+        if not item.is_dir():
+            lights += expand_paths([item])
+            continue
+        for p in expand_paths([item]):
+            if read_meta(p).frame_type in (None, "light"):
+                lights.append(p)
+            else:
+                left_out += 1
+    if left_out:
+        typer.echo(f"note: {left_out} calibration frames (dark, flat, bias) in the folders "
+                   "left out")
+    if not lights:
+        where = ", ".join(str(p) for p in inputs)
+        raise StackingError(f"no light frames (FITS files) in {where}, sub-folders included")
+    return lights
+
+
 @app.command("stack")
 def stack(
     inputs: Annotated[
@@ -72,9 +96,7 @@ def stack(
 ) -> None:
     """Stack FILES_OR_DIR into OUTPUT/stacked/<name>_final.{jpeg,tiff,json}."""
     try:
-        lights = expand_paths(inputs)
-        if not lights:
-            raise StackingError("no FITS files found in the inputs")
+        lights = _lights(inputs)
         library = CalibrationLibrary(output)
         _masters(library, darks or [], flats or [], bias or [])
         first = read_meta(lights[0])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -202,13 +203,23 @@ def is_fits(path: Path) -> bool:
     return any(name.endswith(s) for s in FITS_SUFFIXES)
 
 
+def _fits_below(directory: Path) -> list[Path]:
+    """FITS files in ``directory`` and its sub-folders (a run writes ``TARGET/FILTER/…``),
+    sorted by path; hidden names (a frame being written is ``.NAME.part``) are skipped."""
+    found: list[Path] = []
+    for root, dirs, files in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [Path(root) / f for f in files if not f.startswith(".") and is_fits(Path(f))]
+    return sorted(found)
+
+
 def expand_paths(items: list[str] | list[Path]) -> list[Path]:
-    """Files as given and the FITS files inside given directories, sorted by name."""
+    """Files as given and the FITS files anywhere below given directories."""
     out: list[Path] = []
     for item in items:
         p = Path(item)
         if p.is_dir():
-            out.extend(sorted(q for q in p.iterdir() if q.is_file() and is_fits(q)))
+            out.extend(_fits_below(p))
         elif p.exists():
             out.append(p)
         else:

@@ -81,3 +81,23 @@ def test_a_block_defined_twice_is_an_error(write_plan: Callable[..., Path]) -> N
     main = write_plan(HEAD + "include: [inc.yaml]\nblocks:\n  x: [{filter: R}]\n", "main.yaml")
     result = load_plan(main)
     assert any("block 'x' is already defined at" in d.message for d in result.diagnostics)
+
+
+def test_an_included_file_holds_blocks_and_targets_only(write_plan: Callable[..., Path]) -> None:
+    """A full plan named in `include:` gets one error per key that belongs to the main plan,
+    naming it; its blocks are merged all the same, so there is no follow-on "no block named"."""
+    write_plan(HEAD + "blocks:\n  lrgb: [{expose: {count: 1, exposure: 10}}]\n", "other.yaml")
+    main = write_plan(
+        HEAD + "include: [other.yaml]\ntargets:\n  - name: M81\n"
+        '    coordinates: {ra: "09:55:33", dec: "+69:03:55"}\n    sequence: [{use: lrgb}]\n',
+        "main.yaml",
+    )
+    result = load_plan(main)
+    assert not result.ok
+    messages = [d.format().replace(str(main.parent) + "/", "") for d in result.diagnostics]
+    assert messages == [
+        f"other.yaml:{line}:1: error: '{key}' is not allowed in an included file: an included "
+        f"file holds only include, blocks, targets; '{key}' belongs to the main plan "
+        "(main.yaml)"
+        for line, key in ((1, "version"), (2, "name"), (3, "site"))
+    ]

@@ -52,3 +52,31 @@ def test_a_missing_input_is_a_one_line_error_with_exit_code_1(tmp_path: Path) ->
     assert result.exit_code == 1
     assert "error: no such file or directory" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_run_directory_is_stacked_from_its_filter_folders(
+    tmp_path: Path, sensor: Sensor, field: StarField, write_fits: WriteFits
+) -> None:
+    """A run writes TARGET/FILTER/…fits (and calibration/ beside it): `stack data/M81` finds
+    the lights in every filter folder and leaves darks out; a frame being written (a hidden
+    ``.part`` file) is not read."""
+    for i, filt in enumerate(["L", "L", "R", "G", "B"]):
+        tr = Transform(dx=1.5 * i, dy=-1.0 * i)
+        write_fits(f"M81/{filt}/M81_{filt}_30s_{i:04d}.fits",
+                   sensor.light(field, 30.0, transform=tr, seed=i))
+    write_fits("M81/calibration/dark/dark_30s_0001.fits", sensor.dark(30.0, seed=9),
+               kind="Dark Frame")
+    (tmp_path / "frames" / "M81" / "L" / ".M81_L_30s_0006.fits.1a2b.part").write_bytes(b"x")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, [str(tmp_path / "frames" / "M81"), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "5 of 5 frames stacked" in result.output
+    assert "note: 1 calibration frames (dark, flat, bias) in the folders left out" in result.output
+
+
+def test_a_folder_without_frames_names_the_folder(tmp_path: Path) -> None:
+    (tmp_path / "M81" / "L").mkdir(parents=True)
+    result = CliRunner().invoke(app, [str(tmp_path / "M81"), "--output", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert f"error: no light frames (FITS files) in {tmp_path / 'M81'}, sub-folders included" \
+        in result.output

@@ -65,13 +65,23 @@ def test_alpaca_errors_become_ours(exc: Exception, kind: type[DeviceError]) -> N
 
 
 def test_profile_device_identifiers_are_checked() -> None:
-    from runner.clock import ScaledClock
+    """At validation (the profile never loads); the builders keep the same rule for profiles
+    made in code without validation."""
+    from pydantic import ValidationError
 
-    eq = Equipment.model_validate(
-        {"name": "x", "camera": {"backend": "alpaca", "device": "main camera"}}
-    )
+    from runner.clock import ScaledClock
+    from runner.plan.equipment import CameraProfile
+
+    with pytest.raises(ValidationError, match="device number"):
+        Equipment.model_validate(
+            {"name": "x", "camera": {"backend": "alpaca", "device": "main camera"}}
+        )
+    with pytest.raises(ValidationError, match="named by a string"):
+        Equipment.model_validate({"name": "x", "camera": {"backend": "indi", "device": 3}})
+    eq = Equipment(name="x", camera=CameraProfile.model_construct(
+        backend="alpaca", device="main camera", **{
+            k: f.default for k, f in CameraProfile.model_fields.items()
+            if k not in ("backend", "device")
+        }))
     with pytest.raises(PlanError, match="device number"):
         alpaca_pkg.build_alpaca_devices(eq, ScaledClock())
-    eq = Equipment.model_validate({"name": "x", "camera": {"backend": "indi", "device": 3}})
-    with pytest.raises(PlanError, match="named by a string"):
-        indi_pkg.build_indi_devices(eq, ScaledClock())
