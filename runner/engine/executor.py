@@ -31,6 +31,7 @@ from runner.engine.compiler import CompiledTarget, FilterLoop, Leaf, Loop, Node,
 from runner.engine.events import EventBus
 from runner.engine.journal import Journal, ResumeState
 from runner.engine.machine import RunModel
+from runner.engine.rig_restore import RigKeeper, RigNotRestored
 from runner.errors import (
     DeviceError,
     GuiderError,
@@ -205,6 +206,7 @@ class Executor:
         self.current_exposure: dict[str, Any] | None = None
         self._sent_settings: tuple[Any, ...] | None = None
         self._connections = 0  # bumped on every reconnect
+        self.keeper = RigKeeper(self)
         af = program.triggers.autofocus
         # star detection on every light costs ~0.1 s on a 4k frame: only when a trigger needs it
         self._wants_hfr = af is not None and af.hfr_increase is not None
@@ -493,15 +495,9 @@ class Executor:
             raise FatalRunError(f"{kind} failed: {exc}") from exc
 
     async def _reconnect(self) -> None:
-        """Before a retry: reconnect whatever device dropped its connection."""
-        for dev in (self.s.camera, self.s.filter_wheel, self.s.focuser, self.s.mount):
-            if dev is not None and not dev.connected:
-                try:
-                    await dev.connect()
-                    self._connections += 1
-                    self.bus.emit("reconnected", device=type(dev).__name__)
-                except DeviceError as again:
-                    self._error(f"reconnect failed: {again}")
+        """Before a retry, a target and the shutdown: reconnect every device of a server that
+        dropped one (what the night set is restored before the next light, rig_restore)."""
+        await self.keeper.reconnect()
 
     def _error(self, message: str) -> None:
         log.warning(message)
@@ -735,6 +731,12 @@ class Executor:
             reason = self._until_holds(until, loop_id, outer_suffix, scope.target)
             if reason:
                 raise LoopExit(loop_id, reason)
+        try:  # a restarted device server: reconnect it and restore what the night set
+            await self.keeper.ensure()
+        except RigNotRestored as exc:
+            if scope.target is None:
+                raise FatalRunError(str(exc)) from exc
+            raise SkipTarget(str(exc)) from exc
         await self._triggers(scope)
 
     async def _pause_gate(self) -> None:
