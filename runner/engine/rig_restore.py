@@ -139,19 +139,24 @@ class RigKeeper:
         for role, dev in devices:
             if not dev.connected or (suspects and role in suspects):
                 down.add(self._server_of(role, dev))
+        failed: dict[str, list[str]] = {}
         for role, dev in devices:
-            if self._server_of(role, dev) not in down:
+            server = self._server_of(role, dev)
+            if server not in down:
                 continue
             try:
                 await dev.connect()
                 await dev.probe()  # "reconnected" only for a device that really answers
             except DeviceError as exc:
-                self.x._error(f"reconnect failed: {exc}")
+                failed.setdefault(server, []).append(str(exc))
                 continue
             self.x._connections += 1
             self.pending.add(role)
             self.x.bus.emit("reconnected", device=type(dev).__name__, role=role,
                             server=self._server_of(role, dev))
+        for messages in failed.values():  # one error per server, not one per device
+            more = f" (and {len(messages) - 1} more of its devices)" if len(messages) > 1 else ""
+            self.x._error(f"reconnect failed: {messages[0]}{more}")
 
     async def _check(self) -> dict[str, str]:
         """Roles whose device failed its probe or contradicts what the night set → why."""
@@ -203,9 +208,12 @@ class RigKeeper:
         if not found and not self.pending:
             return
         for role, why in found.items():
-            self.reasons.append(f"{role}: {why}")
+            if f"{role}: {why}" not in self.reasons:
+                self.reasons.append(f"{role}: {why}")
         self.x.bus.emit("rig_check", problems=found)
-        await self.reconnect(set(found))
+        # a device just reconnected reports its server's defaults until restored: only a
+        # contradiction from one that was not is news of a (further) restart
+        await self.reconnect(set(found) - self.pending)
         missing = [type(d).__name__ for _, d in self.devices() if not d.connected]
         if missing:
             raise DeviceDisconnected(
