@@ -64,6 +64,8 @@ class RigKeeper:
         self._step_kind: dict[str, object] = {}
         self._last_step: object = None
         self._filter: str | None = None
+        #: roles the last reconnect() tried (a retry reconnects just before the check)
+        self._just_tried: set[str] = set()
         self._index_steps()
         executor.bus.subscribe(self._on_event)
 
@@ -139,6 +141,7 @@ class RigKeeper:
         for role, dev in devices:
             if not dev.connected or (suspects and role in suspects):
                 down.add(self._server_of(role, dev))
+        self._just_tried = {role for role, dev in devices if self._server_of(role, dev) in down}
         failed: dict[str, list[str]] = {}
         for role, dev in devices:
             server = self._server_of(role, dev)
@@ -213,7 +216,10 @@ class RigKeeper:
         self.x.bus.emit("rig_check", problems=found)
         # a device just reconnected reports its server's defaults until restored: only a
         # contradiction from one that was not is news of a (further) restart
-        await self.reconnect(set(found) - self.pending)
+        suspects = set(found) - self.pending
+        if suspects - self._just_tried:
+            await self.reconnect(suspects)
+        self._just_tried = set()
         missing = [type(d).__name__ for _, d in self.devices() if not d.connected]
         if missing:
             raise DeviceDisconnected(
@@ -274,11 +280,13 @@ class RigKeeper:
                 await x._start_guiding(None, False)
                 done.append("guiding")
         except (DeviceError, GuiderError) as exc:
-            why = "; ".join(self.reasons) or "a device reconnected"
+            servers = sorted({self._server_of(r, d) for r, d in self.devices() if r in roles})
+            msg = (f"could not restore the rig after a reconnect to {', '.join(servers)}: {exc}"
+                   " — no more lights for this target")
+            x.bus.emit("restore_failed", devices=sorted(roles), done=done, error=str(exc),
+                       reasons=list(self.reasons))
             self.pending.clear()
             self.reasons.clear()
-            msg = f"could not restore the rig after a reconnect ({why}): {exc}"
-            x.bus.emit("restore_failed", what=sorted(roles), error=str(exc))
             x._error(msg)
             raise RigNotRestored(msg) from exc
         self.x.bus.emit("restored", what=done, after="reconnect",

@@ -150,7 +150,10 @@ def run_with_restart(
     return result, events
 
 
-def named(events: list[tuple[float, dict[str, Any]]], name: str) -> list[tuple[float, dict[str, Any]]]:
+Timed = list[tuple[float, dict[str, Any]]]
+
+
+def named(events: Timed, name: str) -> Timed:
     return [(t, e) for t, e in events if e["event"] == name]
 
 
