@@ -224,7 +224,6 @@ def test_a_rig_that_cannot_be_restored_stops_the_target_and_says_so(tmp_path: Pa
     directory = tmp_path / "alpaca"
     directory.mkdir()
     srv = Server(start_alpaca, directory)
-    srv.run()
 
     def mount_cannot_unpark() -> None:
         config_path = directory / "alpaca-simulators.yaml"
@@ -233,6 +232,7 @@ def test_a_rig_that_cannot_be_restored_stops_the_target_and_says_so(tmp_path: Pa
         config_path.write_text(yaml.safe_dump(config))
 
     try:
+        srv.run()
         result, events = run_with_restart("alpaca", srv, tmp_path,
                                           before_restart=mount_cannot_unpark)
     finally:
