@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from runner.errors import DeviceDisconnected
+
 
 class ExposureState(StrEnum):
     idle = "idle"
@@ -83,6 +85,27 @@ class Device(abc.ABC):
     @property
     @abc.abstractmethod
     def connected(self) -> bool: ...
+
+    @property
+    def endpoint(self) -> str:
+        """The server process this device lives in ("alpaca://host:port", "indi://host:port").
+
+        Devices with the same endpoint go down and come back together: when one of them finds
+        its server restarted, all of them are reconnected. "" for in-process devices (the
+        simulator), which are reconnected one by one.
+        """
+        return ""
+
+    async def probe(self) -> None:
+        """Ask the device whether it is still connected (a round trip where the protocol has
+        one), so that a restarted server is noticed before the next exposure, not after it.
+
+        Raises:
+            DeviceDisconnected: the device or its server is gone, or the driver reports itself
+                disconnected (what a restarted server does).
+        """
+        if not self.connected:
+            raise DeviceDisconnected(f"{type(self).__name__} is not connected")
 
 
 class Camera(Device):

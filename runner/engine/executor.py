@@ -32,6 +32,7 @@ from runner.engine.events import EventBus
 from runner.engine.frame_writer import FrameWriter
 from runner.engine.journal import Journal, ResumeState
 from runner.engine.machine import RunModel
+from runner.engine.rig_restore import RigKeeper, RigNotRestored
 from runner.errors import (
     DeviceError,
     GuiderError,
@@ -234,6 +235,7 @@ class Executor:
         self._focus_generation = 0
         self._lights_taken = 0  # this run's lights in memory or on disk (counters: on disk)
         self.writer = FrameWriter(bus)
+        self.keeper = RigKeeper(self)
 
     # ------------------------------------------------------------------ public control
 
@@ -537,15 +539,9 @@ class Executor:
             raise FatalRunError(f"{kind} failed: {exc}") from exc
 
     async def _reconnect(self) -> None:
-        """Before a retry: reconnect whatever device dropped its connection."""
-        for dev in (self.s.camera, self.s.filter_wheel, self.s.focuser, self.s.mount):
-            if dev is not None and not dev.connected:
-                try:
-                    await dev.connect()
-                    self._connections += 1
-                    self.bus.emit("reconnected", device=type(dev).__name__)
-                except DeviceError as again:
-                    self._error(f"reconnect failed: {again}")
+        """Before a retry, a target and the shutdown: reconnect every device of a server that
+        dropped one (what the night set is restored before the next light, rig_restore)."""
+        await self.keeper.reconnect()
 
     def _error(self, message: str) -> None:
         log.warning(message)
@@ -800,6 +796,12 @@ class Executor:
             reason = self._until_holds(until, loop_id, outer_suffix, scope.target)
             if reason:
                 raise LoopExit(loop_id, reason)
+        try:  # a restarted device server: reconnect it and restore what the night set
+            await self.keeper.ensure()
+        except RigNotRestored as exc:
+            if scope.target is None:
+                raise FatalRunError(str(exc)) from exc
+            raise SkipTarget(str(exc)) from exc
         await self._triggers(scope)
 
     async def _pause_gate(self) -> None:

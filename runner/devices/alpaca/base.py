@@ -49,6 +49,23 @@ class AlpacaDevice(Device):
         self._connected = True
         await self._on_connect()
 
+    @property
+    def endpoint(self) -> str:
+        return f"alpaca://{getattr(self._dev, 'address', '?')}"
+
+    async def probe(self) -> None:
+        """Read ``Connected`` from the server.
+
+        A restarted Alpaca server answers every device as ``Connected = False`` — and the
+        simulators go on answering reads and even exposures — so this read is what notices it.
+        """
+        self._require()
+        if not bool(await self._get("Connected")):
+            self._connected = False
+            raise DeviceDisconnected(
+                f"{self.label} reports Connected = False (was its server restarted?)"
+            )
+
     async def _on_connect(self) -> None:
         """Read what the adapter caches (capabilities, sizes); runs after every connect."""
 

@@ -74,6 +74,15 @@ class IndiDevice(Device):
         conn = self.server.prop(self.name, "CONNECTION")
         return conn is not None and conn.values.get("CONNECT") is True
 
+    @property
+    def endpoint(self) -> str:
+        return f"indi://{self.server.address}"
+
+    async def probe(self) -> None:
+        """INDI pushes state: the socket being up and the driver's ``CONNECTION`` being On in
+        the copy it keeps current is the answer (a restarted driver starts disconnected)."""
+        self._dev()
+
     # ------------------------------------------------------------------ lifecycle
 
     async def connect(self) -> None:
@@ -83,6 +92,13 @@ class IndiDevice(Device):
             DeviceDisconnected: no server, no such device, or the driver failed to connect.
             DeviceError: the device is ambiguous (several candidates, none named).
         """
+        if self._holding and not self.server.connected:
+            # the server went away under us: our share of the dead connection is released,
+            # and acquire() opens a new one (or fails while the server is still down) — never
+            # "reconnect" against the stale property copy of the old connection
+            self._holding = False
+            self._connected = False
+            await self.server.release()
         if not self._holding:
             await self.server.acquire()
             self._holding = True

@@ -81,7 +81,7 @@ def _die_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.terminate()
         try:
@@ -99,7 +99,7 @@ def _wait_ready(proc: subprocess.Popen[bytes], ready: Any, log: Path, what: str)
         if ready():
             return
         time.sleep(0.1)
-    _stop(proc)
+    stop(proc)
     pytest.fail(f"{what} did not start within {START_TIMEOUT} s:\n{log.read_text()[-3000:]}")
 
 
@@ -154,16 +154,16 @@ def _alpaca_config(directory: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def alpaca_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``host:port`` of a running alpaca-simulators server."""
+def start_alpaca(directory: Path, port: int) -> subprocess.Popen[bytes]:
+    """Start alpaca-simulators on ``port`` (config and log in ``directory``) and wait until it
+    answers. Called again with the same arguments, it restarts the server as it was."""
     if importlib.util.find_spec("alpaca_simulators") is None:
         pytest.fail(f"alpaca-simulators is not installed; {INSTALL_HINT}")
-    directory = tmp_path_factory.mktemp("alpaca")
-    config = _alpaca_config(directory)
-    port = free_port()
+    config = directory / "alpaca-simulators.yaml"
+    if not config.exists():
+        config = _alpaca_config(directory)
     log = directory / "server.log"
-    with log.open("wb") as out:
+    with log.open("ab") as out:
         proc = subprocess.Popen(
             [
                 sys.executable,
@@ -191,11 +191,19 @@ def alpaca_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except OSError:
             return False
 
+    _wait_ready(proc, ready, log, "alpaca-simulators")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def alpaca_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``host:port`` of a running alpaca-simulators server."""
+    port = free_port()
+    proc = start_alpaca(tmp_path_factory.mktemp("alpaca"), port)
     try:
-        _wait_ready(proc, ready, log, "alpaca-simulators")
         yield f"127.0.0.1:{port}"
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 # ---------------------------------------------------------------------------- INDI
@@ -241,9 +249,11 @@ def _indi_sensor_size(port: int) -> None:
         client.disconnectServer()
 
 
-@pytest.fixture(scope="session")
-def indi_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``host:port`` of a running indiserver with the simulator drivers."""
+def start_indi(directory: Path, port: int) -> subprocess.Popen[bytes]:
+    """Start indiserver with the simulator drivers on ``port`` (``HOME``, socket and log in
+    ``directory``), wait until it answers and set the CCD simulator's sensor size. Called again
+    with the same arguments, it restarts the server as it was (saved configs and park data
+    included)."""
     exe = shutil.which("indiserver")
     missing = [d for d in INDI_DRIVERS if shutil.which(d) is None]
     if exe is None or missing:
@@ -252,13 +262,12 @@ def indi_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         )
     if importlib.util.find_spec("PyIndi") is None:
         pytest.fail(f"pyindi-client is not installed; {INSTALL_HINT}")
-    directory = tmp_path_factory.mktemp("indi")
     home = directory / "home"
-    _indi_home(home)
-    port = free_port()
+    if not home.exists():
+        _indi_home(home)
     log = directory / "server.log"
     env = {**os.environ, "HOME": str(home)}
-    with log.open("wb") as out:
+    with log.open("ab") as out:
         proc = subprocess.Popen(
             [
                 exe,
@@ -288,9 +297,21 @@ def indi_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         _wait_ready(proc, ready, log, "indiserver")
         _indi_sensor_size(port)
+    except BaseException:
+        stop(proc)
+        raise
+    return proc
+
+
+@pytest.fixture(scope="session")
+def indi_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``host:port`` of a running indiserver with the simulator drivers."""
+    port = free_port()
+    proc = start_indi(tmp_path_factory.mktemp("indi"), port)
+    try:
         yield f"127.0.0.1:{port}"
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 # ---------------------------------------------------------------------------- rigs
