@@ -162,8 +162,10 @@ def run(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     except RunLockedError as exc:
+        from runner.engine.lock import EXIT_LOCKED
+
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(EXIT_LOCKED) from None
     except OSError as exc:  # the data directory cannot be created or written
         where = exc.filename or options.data_dir
         typer.echo(f"error: data directory {where}: {exc.strerror or exc}", err=True)

@@ -210,7 +210,7 @@ class Run:
     async def execute(self) -> RunResult:
         data = self.opt.data_dir
         data.mkdir(parents=True, exist_ok=True)
-        with DataDirLock(data), self._signals():
+        with DataDirLock(data, self.plan.name), self._signals():
             return await self._execute_locked(data)
 
     @contextlib.contextmanager
