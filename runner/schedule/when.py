@@ -27,7 +27,7 @@ _TWILIGHT_RE = re.compile(
     r"^(?:(?P<kind>astronomical|nautical|civil)-)?(?P<edge>dusk|dawn)"
     r"(?:(?P<sign>[+-])(?P<num>\d+(?:\.\d+)?)(?P<unit>s|m|min|h))?$"
 )
-_CLOCK_RE = re.compile(r"^(?P<h>[01]?\d|2[0-3]):(?P<m>[0-5]\d)$")
+_CLOCK_RE = re.compile(r"^(?P<h>[01]?\d|2[0-3]):(?P<m>[0-5]\d)(?::(?P<s>[0-5]\d))?$")
 _UNIT_S = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 
 
@@ -115,13 +115,14 @@ def parse_at(text: str, days: str | None = None) -> StartSpec:
                          offset_s=off, days=wd)
     m = _CLOCK_RE.match(at)
     if m:
-        return StartSpec(raw, "clock", clock=time(int(m["h"]), int(m["m"])), days=wd)
+        clock = time(int(m["h"]), int(m["m"]), int(m["s"] or 0))
+        return StartSpec(raw, "clock", clock=clock, days=wd)
     if len(at.split()) == 5:
         _cron_trigger(raw, UTC)  # raises on a bad expression
         return StartSpec(raw, "cron", days=wd)
     raise StartSpecError(
         f"--at {text!r}: expected dusk, dawn, [civil-|nautical-|astronomical-]dusk/dawn with an "
-        "optional offset (dusk+30m, dawn-2h), a clock time HH:MM, or a cron expression of "
+        "optional offset (dusk+30m, dawn-2h), a clock time HH:MM[:SS], or a cron expression of "
         "five fields ('0 21 * * *')")
 
 
@@ -190,11 +191,20 @@ def _wall(day: date, clock: time, tz: tzinfo) -> datetime:
     return datetime.combine(day, clock, tzinfo=tz).astimezone(UTC).astimezone(tz)
 
 
+_CRON_DOW = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
 def _cron_trigger(expr: str, tz: tzinfo) -> Any:
+    """APScheduler's trigger for a standard crontab expression. APScheduler 3 reads a
+    numeric day of week as 0 = Monday; crontab's 0 (and 7) is Sunday: numbers in that field
+    are turned into names first, so ``1-5`` means Monday to Friday as in crontab(5)."""
     from apscheduler.triggers.cron import CronTrigger
 
+    minute, hour, dom, month, dow = expr.split()
+    dow = re.sub(r"(?<!/)\d+", lambda m: _CRON_DOW[int(m[0])] if int(m[0]) < 8 else m[0], dow)
     try:
-        return CronTrigger.from_crontab(expr, timezone=tz)
+        return CronTrigger(minute=minute, hour=hour, day=dom, month=month, day_of_week=dow,
+                           timezone=tz)
     except ValueError as exc:
         raise StartSpecError(f"--at {expr!r}: not a cron expression ({exc})") from None
 
