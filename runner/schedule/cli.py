@@ -199,5 +199,8 @@ def wait_for_start(plan_path: Path, site: Any, start_at: str, data_dir: Path) ->
 
 
 def register(app: typer.Typer) -> None:
+    from runner.report.cli import report
+
     app.add_typer(schedule_app)
     app.command()(cron)
+    app.command()(report)
