@@ -114,10 +114,46 @@ def render(night: Night, pictures: dict[str, bytes]) -> str:
     return "\n".join(parts)
 
 
+def _altitudes_later(night: Night) -> Any:
+    """Start the altitude numbers: in a forked child when astropy is not loaded yet (its
+    import and first transform take two seconds, as long as all the other plots), so both
+    cores work; in this process when it is (at the end of a night, astropy is warm)."""
+    import os
+    import sys
+
+    from runner.report import plots
+
+    if "astropy.coordinates" in sys.modules or night.site is None or not hasattr(os, "fork"):
+        return lambda: plots.altitude_series(night)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: compute, send JSON, leave without any clean-up of the parent's
+        os.close(r)
+        try:
+            data = json.dumps(plots.altitude_series(night)).encode()
+        except BaseException:
+            data = b"null"
+        with os.fdopen(w, "wb") as out:
+            out.write(data)
+        os._exit(0)
+    os.close(w)
+
+    def result() -> Any:
+        with os.fdopen(r, "rb") as f:
+            data = f.read()
+        os.waitpid(pid, 0)
+        return json.loads(data) if data else None
+
+    return result
+
+
 def write_page(night: Night) -> Path:
     from runner.report import plots
 
-    pictures = {name: png for name, draw in plots.ALL if (png := draw(night)) is not None}
+    altitudes = _altitudes_later(night)
+    drawn = {name: draw(night) for name, draw in plots.ALL if name != "altitude"}
+    drawn["altitude"] = plots.altitude(night, altitudes())  # last: its numbers come last
+    pictures = {name: drawn[name] for name, _ in plots.ALL if drawn.get(name) is not None}
     out = night.run_dir / "report.html"
     out.write_text(render(night, pictures), encoding="utf-8")
     report = {**figures(night), "plots": list(pictures)}

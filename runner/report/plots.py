@@ -125,36 +125,45 @@ def temperature(night: Night) -> bytes | None:
     return _png(fig)
 
 
-def altitude(night: Night) -> bytes | None:
-    """Each target's altitude over the night, twilights shaded, its imaging time marked."""
+def altitude_series(night: Night) -> dict[str, Any] | None:
+    """The numbers of the altitude plot (plain values: they may come from another process).
+    The Sun's altitude on the same grid gives the twilight bands: one astropy call more."""
     span = night.span()
     if night.site is None or not night.targets or span is None:
         return None
     import numpy as np
 
-    from runner.sky.ephemeris import targets_altaz
-    from runner.sky.events import night_events
-    from runner.sky.timeutil import night_of, site_timezone
+    from runner.sky.ephemeris import sun_altitude, targets_altaz
 
-    tz = site_timezone(night.site)
-    ev = night_events(night.site, night_of(span[0], tz))
-    t0 = min(span[0], ev.sunset.dusk or span[0]) - timedelta(minutes=30)
-    t1 = max(span[1], ev.sunset.dawn or span[1]) + timedelta(minutes=30)
-    grid = np.linspace(t0.timestamp(), t1.timestamp(), 97)
+    t0 = span[0] - timedelta(hours=2)
+    t1 = span[1] + timedelta(hours=2)
+    grid = np.linspace(t0.timestamp(), t1.timestamp(), 121)
     ra = np.array([t[1] for t in night.targets])
     dec = np.array([t[2] for t in night.targets])
     alt, _ = targets_altaz(night.site, ra, dec, grid)
+    return {"grid": grid.tolist(), "alt": alt.tolist(),
+            "sun": sun_altitude(night.site, grid).tolist()}
+
+
+def altitude(night: Night, series: dict[str, Any] | None = None) -> bytes | None:
+    """Each target's altitude over the night, twilights shaded, its imaging time marked."""
+    series = series if series is not None else altitude_series(night)
+    if series is None:
+        return None
+    import numpy as np
+
+    tz = _tz(night)
+    grid = np.array(series["grid"])
     times = [datetime.fromtimestamp(x, tz) for x in grid]
+    sun = np.array(series["sun"])
     fig, ax = _axes("Target altitude (shaded: twilights; thick: imaging)", "altitude (°)", night)
-    for c, shade in ((ev.sunset, 0.08), (ev.civil, 0.08), (ev.nautical, 0.08),
-                     (ev.astronomical, 0.1)):
-        if c.dusk is not None and c.dawn is not None:
-            ax.axvspan(c.dusk, c.dawn, color="#000044", alpha=shade, lw=0)
+    for limit in (-0.833, -6.0, -12.0, -18.0):
+        ax.fill_between(times, 0, 90, where=sun < limit, color="#000044", alpha=0.09, lw=0)
     for i, (name, _, _) in enumerate(night.targets):
-        (line,) = ax.plot(times, alt[i], lw=1, label=name)
+        (line,) = ax.plot(times, series["alt"][i], lw=1, label=name)
         mine = sorted(f.time for f in night.frames if f.target == name)
         if mine:
-            at = np.interp([t.timestamp() for t in mine], grid, alt[i])
+            at = np.interp([t.timestamp() for t in mine], grid, series["alt"][i])
             ax.plot(mine, at, "o-", lw=4, ms=3, alpha=0.6, color=line.get_color())
     ax.set_ylim(0, 90)
     ax.legend(fontsize=8, loc="upper right")
