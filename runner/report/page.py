@@ -153,7 +153,7 @@ def write_page(night: Night) -> Path:
     altitudes = _altitudes_later(night)
     drawn = {name: draw(night) for name, draw in plots.ALL if name != "altitude"}
     drawn["altitude"] = plots.altitude(night, altitudes())  # last: its numbers come last
-    pictures = {name: drawn[name] for name, _ in plots.ALL if drawn.get(name) is not None}
+    pictures = {name: png for name, _ in plots.ALL if (png := drawn.get(name)) is not None}
     out = night.run_dir / "report.html"
     out.write_text(render(night, pictures), encoding="utf-8")
     report = {**figures(night), "plots": list(pictures)}
