@@ -126,9 +126,21 @@ def run(
         Path | None, typer.Option(help="File holding the control-plane token "
                                   "(else $NIGHTRUNNER_TOKEN); required off loopback.")
     ] = None,
+    start_at: Annotated[
+        str | None, typer.Option(help="Wait until tonight's dusk|dusk+30m|dawn-2h|HH:MM at "
+                                 "the plan's site (cron); resumes tonight's unfinished run.")
+    ] = None,
+    log_file: Annotated[
+        Path | None, typer.Option(help="Append all output to this file (headless nights).")
+    ] = None,
 ) -> None:
     """Run a plan: startup, targets, and the safe shutdown — always."""
     import asyncio
+
+    if log_file is not None:
+        from runner.schedule.headless import log_to_file
+
+        log_to_file(log_file)
 
     from runner.errors import RunLockedError
     from runner.plan.loader import load_plan
@@ -142,8 +154,13 @@ def run(
         raise typer.Exit(1)
     from runner.engine.run import Run, RunOptions, default_data_dir
 
+    data_dir = data_dir or default_data_dir(result.equipment)
+    if start_at is not None:
+        from runner.schedule.cli import wait_for_start
+
+        resume = wait_for_start(plan, result.plan.site, start_at, data_dir) or resume
     options = RunOptions(
-        data_dir=data_dir or default_data_dir(result.equipment),
+        data_dir=data_dir,
         speed=speed,
         resume=resume,
         dry_run=dry_run,
@@ -162,8 +179,10 @@ def run(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     except RunLockedError as exc:
+        from runner.engine.lock import EXIT_LOCKED
+
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(EXIT_LOCKED) from None
     except OSError as exc:  # the data directory cannot be created or written
         where = exc.filename or options.data_dir
         typer.echo(f"error: data directory {where}: {exc.strerror or exc}", err=True)
@@ -322,6 +341,10 @@ def _control_plane(data_dir: Path, rpc: str, tcp: str, token_file: Path | None) 
 from runner.control.cli import register as _register_control  # noqa: E402
 
 _register_control(app)
+
+from runner.schedule.cli import register as _register_schedule  # noqa: E402
+
+_register_schedule(app)
 
 
 def _project_root() -> Path:

@@ -14,6 +14,7 @@ from runner.control.guider_link import close_hub_guider
 from runner.control.hub import Hub
 from runner.control.server import ControlPlane, parse_address, read_token
 from runner.errors import ConfigError
+from runner.schedule.hub_link import start_scheduler, stop_scheduler
 
 
 async def serve_forever(
@@ -46,7 +47,8 @@ async def serve_forever(
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, on_signal, signal.Signals(sig).name)
-    hub.start_night = lambda plan: _start_night(hub, plan, speed)
+    hub.start_night = lambda plan, resume=False: _start_night(hub, plan, speed, resume)
+    scheduler = None
     try:
         await plane.start()
         for problem in plane.problems:
@@ -55,11 +57,13 @@ async def serve_forever(
             return 1
         print(f"nightrunner serve: {plane.url() or '-'} (HTTP, WebSocket /ws), "
               f"tcp {plane.bound.get('tcp')}; data {data_dir}", flush=True)
+        scheduler = start_scheduler(hub, data_dir, clock)
         await stop.wait()
         if hub.night_task is not None:
             await asyncio.wait({hub.night_task})
         return 0
     finally:
+        await stop_scheduler(scheduler)
         await plane.stop()
         with contextlib.suppress(Exception):
             await close_hub_guider(hub)  # PHD2 keeps no half-open client of a gone hub
@@ -67,7 +71,9 @@ async def serve_forever(
             await devices.disconnect_all()
 
 
-async def _start_night(hub: Hub, plan_path: Path, speed: float | None) -> dict[str, Any]:
+async def _start_night(
+    hub: Hub, plan_path: Path, speed: float | None, resume: bool = False
+) -> dict[str, Any]:
     from runner.control.protocol import RpcError
     from runner.engine.run import Run, RunOptions
     from runner.plan.loader import load_plan
@@ -78,7 +84,7 @@ async def _start_night(hub: Hub, plan_path: Path, speed: float | None) -> dict[s
     text = await asyncio.to_thread(plan_path.read_bytes)
     if not result.ok or result.plan is None or result.equipment is None:
         raise RpcError("invalid plan: " + "; ".join(d.format() for d in result.diagnostics))
-    options = RunOptions(data_dir=hub.data_dir, speed=speed, progress="none",
+    options = RunOptions(data_dir=hub.data_dir, speed=speed, progress="none", resume=resume,
                          plan_text=text, plan_path=plan_path)
     # the plan's devices are the hub's: it runs on the rig the hub holds
     run = Run(result.plan, hub.equipment, options, devices=hub.devices, clock=hub.clock,

@@ -210,7 +210,7 @@ class Run:
     async def execute(self) -> RunResult:
         data = self.opt.data_dir
         data.mkdir(parents=True, exist_ok=True)
-        with DataDirLock(data), self._signals():
+        with DataDirLock(data, self.plan.name), self._signals():
             return await self._execute_locked(data)
 
     @contextlib.contextmanager
@@ -335,6 +335,8 @@ class Run:
 
                 events = _read_events(run_dir / "events.jsonl")
                 write_report(run_dir, summary, events)
+            with _noting(problems, "report.html"):
+                _html_report(run_dir)
             summary["record_problems"] = problems
             for p in problems:
                 log.error("night record: %s", p)
@@ -526,6 +528,12 @@ class Run:
             "errors": c.errors if c else [],
             "final_state": ex.model.state if ex else None,
         }
+
+
+def _html_report(run_dir: Path) -> None:
+    from runner.report import write_html_report
+
+    write_html_report(run_dir)
 
 
 def _simulated(eq: Equipment) -> Equipment:

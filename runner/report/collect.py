@@ -1,0 +1,163 @@
+"""One night's facts for the report, from what the run left behind.
+
+Sources, each optional so that a night cut short still gets its page: ``events.jsonl``
+(the time line, autofocus runs, dithers, the stacker), ``summary.json`` (totals),
+``run.json`` (the plan, hence the site and targets for the altitude plot) and the data
+directory's image index (per-frame HFR, guiding RMS in RA and Dec, sensor temperatures).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class FramePoint:
+    """One light frame: when, what, and how good."""
+
+    time: datetime
+    target: str | None
+    filter: str | None
+    exposure: float
+    hfr: float | None = None
+    rms: float | None = None
+    rms_ra: float | None = None
+    rms_dec: float | None = None
+    ccd_temp: float | None = None
+    set_temp: float | None = None
+
+
+@dataclass
+class Night:
+    run_dir: Path
+    summary: dict[str, Any]
+    events: list[dict[str, Any]]
+    frames: list[FramePoint] = field(default_factory=list)
+    site: Any = None
+    targets: list[tuple[str, float, float]] = field(default_factory=list)  # name, ra, dec
+
+    def times(self, *names: str) -> list[datetime]:
+        return [_t(e) for e in self.events if e.get("event") in names and "clock" in e]
+
+    def span(self) -> tuple[datetime, datetime] | None:
+        clocks = [_t(e) for e in self.events if "clock" in e]
+        return (min(clocks), max(clocks)) if clocks else None
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """Light frames taken per target × filter."""
+        out: Counter[tuple[str, str]] = Counter()
+        for f in self.frames:
+            out[(f.target or "-", f.filter or "-")] += 1
+        return dict(out)
+
+    def stacks(self) -> dict[str, dict[str, int]]:
+        """The live stacker per target: stacked, dropped (overload, unregistered, failed)
+        and refused at submission (``stack_dropped``), from its last saved status."""
+        out: dict[str, dict[str, int]] = {}
+        current: str | None = None
+        for e in self.events:
+            ev = e.get("event")
+            if ev == "target_start":
+                current = e.get("target")
+            elif current is None:
+                continue
+            elif ev == "stack_saved":
+                st = e.get("status") or {}
+                row = out.setdefault(current, {"stacked": 0, "dropped": 0, "refused": 0})
+                row["stacked"] = int(st.get("stacked") or 0)
+                row["dropped"] = int(st.get("dropped") or 0)
+            elif ev == "stack_dropped":
+                row = out.setdefault(current, {"stacked": 0, "dropped": 0, "refused": 0})
+                row["refused"] += 1
+        return out
+
+    def integration(self) -> dict[tuple[str, str], float]:
+        """Seconds of light per target × filter."""
+        total: dict[tuple[str, str], float] = {}
+        for f in self.frames:
+            key = (f.target or "-", f.filter or "-")
+            total[key] = total.get(key, 0.0) + f.exposure
+        return total
+
+
+def _t(e: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(e["clock"])
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    with contextlib.suppress(OSError):
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                events.append(json.loads(line))
+    return events
+
+
+def collect(run_dir: Path) -> Night:
+    summary = _read_json(run_dir / "summary.json")
+    night = Night(run_dir, summary, read_events(run_dir / "events.jsonl"))
+    data_dir = Path(summary.get("data_dir") or run_dir.parent.parent)
+    night.frames = _index_frames(data_dir, run_dir.name, night.events) or \
+        _event_frames(night.events)
+    plan_path = _read_json(run_dir / "run.json").get("plan")
+    if plan_path:
+        with contextlib.suppress(Exception):  # a plan since moved or changed: no altitudes
+            from runner.plan.loader import load_plan
+
+            result = load_plan(Path(plan_path))
+            if result.plan is not None:
+                night.site = result.plan.site
+                night.targets = [(t.name, float(t.coordinates.ra), float(t.coordinates.dec))
+                                 for t in result.plan.targets]
+    return night
+
+
+def _index_frames(data_dir: Path, run_id: str,
+                  events: list[dict[str, Any]]) -> list[FramePoint]:
+    """The index's light frames of the run; their HFR from the frame events (the engine
+    measures it after the file is written, so the index row may not have it)."""
+    from runner.storage.index import INDEX_FILENAME, ImageIndex
+
+    if not (data_dir / INDEX_FILENAME).is_file():
+        return []
+    index = ImageIndex(data_dir)
+    try:
+        rows = index.query(run_id=run_id, frame_type="light")
+    finally:
+        index.close()
+    hfr = {str(Path(e["path"]).resolve()): e.get("hfr") for e in events
+           if e.get("event") == "frame" and e.get("path")}
+    root = data_dir.resolve()
+    return [FramePoint(time=r.date_obs, target=r.target, filter=r.filter, exposure=r.exposure,
+                       hfr=r.hfr if r.hfr is not None else hfr.get(str(root / r.path)),
+                       rms=r.guide_rms, rms_ra=r.guide_rms_ra,
+                       rms_dec=r.guide_rms_dec, ccd_temp=r.ccd_temp, set_temp=r.set_temp)
+            for r in rows]
+
+
+def _event_frames(events: list[dict[str, Any]]) -> list[FramePoint]:
+    """Without an index (a dry run): the frame events, which carry HFR and total RMS."""
+    out: list[FramePoint] = []
+    current: str | None = None
+    for e in events:
+        if e.get("event") == "target_start":
+            current = e.get("target")
+        elif e.get("event") == "frame" and e.get("type") == "light" and "clock" in e:
+            out.append(FramePoint(time=_t(e), target=current, filter=e.get("filter"),
+                                  exposure=float(e.get("exposure") or 0), hfr=e.get("hfr"),
+                                  rms=e.get("guiding_rms")))
+    return out

@@ -1,0 +1,216 @@
+"""The report's plots, drawn with matplotlib's Agg back-end (no display) as PNG bytes.
+
+Each function draws one figure from a :class:`~runner.report.collect.Night` and returns
+``None`` when the night has nothing to show for it (no guiding, no frames), so that the page
+leaves it out instead of showing an empty frame.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.dates as mdates
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+
+from runner.report.collect import Night
+
+DPI = 80
+_COLOURS = {"L": "#444444", "R": "#d62728", "G": "#2ca02c", "B": "#1f77b4", "Ha": "#9467bd",
+            "OIII": "#17becf", "SII": "#8c564b"}
+
+#: Events on the time line: (label, event names, colour).
+TIMELINE = [
+    ("slew", ("slewed",), "#1f77b4"),
+    ("flip", ("trigger:meridian_flip",), "#ff7f0e"),
+    ("autofocus", ("autofocus",), "#2ca02c"),
+    ("dither", ("dithered",), "#7f7f7f"),
+    ("pause", ("paused", "resumed"), "#9467bd"),
+    ("retry", ("retry",), "#bcbd22"),
+    ("error", ("error",), "#d62728"),
+    ("abort", ("abort", "unsafe"), "#000000"),
+]
+
+
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _tz(night: Night) -> Any:
+    """Times on every plot are the site's wall clock (UTC without a plan to name the site)."""
+    if night.site is None:
+        return UTC
+    from runner.sky.timeutil import site_timezone
+
+    return site_timezone(night.site)
+
+
+def _axes(title: str, ylabel: str, night: Night) -> tuple[Figure, Any]:
+    fig, ax = plt.subplots(figsize=(9, 3.2), layout="constrained")
+    ax.set_title(title, fontsize=10)
+    ax.set_ylabel(ylabel)
+    tz = _tz(night)
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=tz))  # type: ignore[no-untyped-call]
+    ax.set_xlabel(f"time ({getattr(tz, 'key', None) or tz})", fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig, ax
+
+
+def _marks(ax: Any, times: list[datetime], colour: str, label: str) -> None:
+    for i, t in enumerate(times):
+        ax.axvline(t, color=colour, lw=0.8, ls="--", alpha=0.7, label=label if i == 0 else None)
+
+
+def hfr(night: Night) -> bytes | None:
+    pts = [f for f in night.frames if f.hfr is not None]
+    if not pts:
+        return None
+    fig, ax = _axes("HFR per frame, by filter (dashed: autofocus runs)", "HFR (px)", night)
+    for name in sorted({f.filter or "-" for f in pts}):
+        sel = [f for f in pts if (f.filter or "-") == name]
+        ax.scatter([f.time for f in sel], [f.hfr for f in sel], s=9, label=name,
+                   color=_COLOURS.get(name))
+    _marks(ax, night.times("autofocus"), "#2ca02c", "autofocus")
+    ax.legend(fontsize=8, loc="upper right")
+    return _png(fig)
+
+
+def guiding(night: Night) -> bytes | None:
+    pts = [f for f in night.frames if f.rms is not None]
+    if not pts:
+        return None
+    fig, ax = _axes("Guiding RMS per frame (dashed: dithers)", "RMS", night)
+    t = [f.time for f in pts]
+    ax.plot(t, [f.rms for f in pts], ".-", lw=0.8, ms=3, label="total", color="black")
+    if any(f.rms_ra is not None for f in pts):
+        ax.plot(t, [f.rms_ra for f in pts], ".", ms=3, label="RA", color="#1f77b4")
+        ax.plot(t, [f.rms_dec for f in pts], ".", ms=3, label="Dec", color="#d62728")
+    _marks(ax, night.times("dithered"), "#7f7f7f", "dither")
+    ax.legend(fontsize=8, loc="upper right")
+    return _png(fig)
+
+
+def temperature(night: Night) -> bytes | None:
+    pts = [f for f in night.frames if f.ccd_temp is not None]
+    temps = [e for e in night.events if e.get("event") == "temperature" and "clock" in e]
+    if not pts and not temps:
+        return None
+    fig, ax = _axes("Camera: sensor temperature and set point", "°C", night)
+    if pts:
+        ax.plot([f.time for f in pts], [f.ccd_temp for f in pts], ".-", ms=3, lw=0.8,
+                label="sensor (per frame)")
+        sp = [f for f in pts if f.set_temp is not None]
+        ax.step([f.time for f in sp], [f.set_temp for f in sp], where="post", color="#d62728",
+                label="set point")
+    if temps:
+        ax.scatter([datetime.fromisoformat(e["clock"]) for e in temps],
+                   [e.get("ccd_temp") for e in temps], marker="x", color="black",
+                   label="cool/warm step")
+    power = [e for e in night.events if e.get("cooler_power") is not None and "clock" in e]
+    if power:
+        ax2 = ax.twinx()
+        ax2.plot([datetime.fromisoformat(e["clock"]) for e in power],
+                 [e["cooler_power"] for e in power], color="#ff7f0e", lw=0.8)
+        ax2.set_ylabel("cooler power (%)")
+    ax.legend(fontsize=8, loc="upper right")
+    return _png(fig)
+
+
+def altitude_series(night: Night) -> dict[str, Any] | None:
+    """The numbers of the altitude plot (plain values: they may come from another process).
+    The Sun's altitude on the same grid gives the twilight bands: one astropy call more."""
+    span = night.span()
+    if night.site is None or not night.targets or span is None:
+        return None
+    import numpy as np
+
+    from runner.sky.ephemeris import sun_altitude, targets_altaz
+
+    t0 = span[0] - timedelta(hours=2)
+    t1 = span[1] + timedelta(hours=2)
+    grid = np.linspace(t0.timestamp(), t1.timestamp(), 121)
+    ra = np.array([t[1] for t in night.targets])
+    dec = np.array([t[2] for t in night.targets])
+    alt, _ = targets_altaz(night.site, ra, dec, grid)
+    return {"grid": grid.tolist(), "alt": alt.tolist(),
+            "sun": sun_altitude(night.site, grid).tolist()}
+
+
+def altitude(night: Night, series: dict[str, Any] | None = None) -> bytes | None:
+    """Each target's altitude over the night, twilights shaded, its imaging time marked."""
+    series = series if series is not None else altitude_series(night)
+    if series is None:
+        return None
+    import numpy as np
+
+    tz = _tz(night)
+    grid = np.array(series["grid"])
+    times = [datetime.fromtimestamp(x, tz) for x in grid]
+    sun = np.array(series["sun"])
+    fig, ax = _axes("Target altitude (shaded: twilights; thick: imaging)", "altitude (°)", night)
+    for limit in (-0.833, -6.0, -12.0, -18.0):
+        ax.fill_between(times, 0, 90, where=sun < limit, color="#000044", alpha=0.09, lw=0)
+    for i, (name, _, _) in enumerate(night.targets):
+        (line,) = ax.plot(times, series["alt"][i], lw=1, label=name)
+        mine = sorted(f.time for f in night.frames if f.target == name)
+        if mine:
+            at = np.interp([t.timestamp() for t in mine], grid, series["alt"][i])
+            ax.plot(mine, at, "o-", lw=4, ms=3, alpha=0.6, color=line.get_color())
+    ax.set_ylim(0, 90)
+    ax.legend(fontsize=8, loc="upper right")
+    return _png(fig)
+
+
+def frames(night: Night) -> bytes | None:
+    counts = night.counts()
+    if not counts:
+        return None
+    stacks = night.stacks()
+    fig, ax = plt.subplots(figsize=(9, 3.2), layout="constrained")
+    ax.set_title("Frames per target × filter (stacker: stacked / dropped / refused)",
+                 fontsize=10)
+    keys = sorted(counts)
+    ax.bar([f"{t}\n{f}" for t, f in keys], [counts[k] for k in keys],
+           color=[_COLOURS.get(k[1], "#777777") for k in keys])
+    for i, k in enumerate(keys):
+        ax.text(i, counts[k], str(counts[k]), ha="center", va="bottom", fontsize=8)
+    if stacks:
+        note = "; ".join(f"{t}: {s['stacked']} / {s['dropped']} / {s['refused']}"
+                         for t, s in sorted(stacks.items()))
+        ax.set_xlabel(f"live stack — {note}", fontsize=8)
+    ax.set_ylabel("light frames")
+    return _png(fig)
+
+
+def timeline(night: Night) -> bytes | None:
+    rows: list[tuple[str, list[datetime], str]] = []
+    for label, names, colour in TIMELINE:
+        times = []
+        for e in night.events:
+            ev = e.get("event")
+            key = f"trigger:{e.get('kind')}" if ev == "trigger" else ev
+            if key in names and "clock" in e:
+                times.append(datetime.fromisoformat(e["clock"]))
+        if times:
+            rows.append((label, times, colour))
+    if not rows:
+        return None
+    fig, ax = _axes("Time line of events", "", night)
+    for i, (_, times, colour) in enumerate(rows):
+        ax.scatter(times, [i] * len(times), marker="|", s=200, color=colour)
+    ax.set_yticks(range(len(rows)), [r[0] for r in rows])
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    return _png(fig)
+
+
+ALL = [("hfr", hfr), ("guiding", guiding), ("temperature", temperature),
+       ("altitude", altitude), ("frames", frames), ("timeline", timeline)]

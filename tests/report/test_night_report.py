@@ -1,0 +1,88 @@
+"""The night's page: report.html parses, every plot is a PNG that decodes, and the numbers
+it shows are the journal's and the events'; `nightrunner report` redraws any past night."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+from PIL import Image
+from typer.testing import CliRunner
+
+from runner.cli import app
+from tests.engine.conftest import CLUSTER, Rig
+
+
+class _Page(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: dict[str, str] = {}
+        self.cells: list[str] = []
+        self._in_td = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "img":
+            self.images[a.get("id") or a.get("alt") or "?"] = a["src"] or ""
+        self._in_td = tag == "td"
+
+    def handle_data(self, data: str) -> None:
+        if self._in_td:
+            self.cells.append(data)
+
+
+def test_the_report_page_shows_the_night_the_journal_recorded(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, tmp_path / "data")
+    plan = rig.write(f"""\
+        startup:
+          - cool: {{to: -5, rate: 10}}
+        triggers:
+          - dither: {{every: 2}}
+          - autofocus: {{hfr_increase: 5.0}}
+        targets:
+          - name: NGC 188
+            coordinates: {CLUSTER}
+            sequence:
+              - slew: {{}}
+              - guide: start
+              - focus: auto
+              - each_filter: [L, R]
+                steps:
+                  - expose: {{count: 3, exposure: 30}}
+        """, guider=True)
+    result = rig.run(plan)
+    assert result.outcome == "completed"
+    run_dir = result.run_dir
+    page = _Page()
+    page.feed((run_dir / "report.html").read_text())
+    plots = {k.removeprefix("plot-"): v for k, v in page.images.items()
+             if k.startswith("plot-")}
+    assert {"hfr", "guiding", "temperature", "altitude", "frames", "timeline"} <= set(plots)
+    for src in plots.values():
+        assert src.startswith("data:image/png;base64,")
+        with Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))) as im:
+            im.load()
+            assert im.format == "PNG" and im.width > 300
+    # its numbers are the journal's and the events'
+    journal = [json.loads(x) for x in (run_dir / "journal.jsonl").read_text().splitlines()]
+    lights = [j for j in journal if j["type"] == "frame" and j.get("light", True)]
+    events = [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
+    shown = json.loads((run_dir / "report.json").read_text())
+    assert shown["light_frames"] == len(lights) == 6
+    assert {(f["filter"], f["taken"]) for f in shown["frames"]} == {("L", 3), ("R", 3)}
+    assert {i["filter"]: i["seconds"] for i in shown["integration_s"]} == {"L": 90, "R": 90}
+    assert shown["dithers"] == sum(e["event"] == "dithered" for e in events) >= 2
+    assert shown["autofocus_runs"] == sum(e["event"] == "autofocus" for e in events) == 1
+    assert [str(x) for x in (shown["light_frames"], shown["autofocus_runs"],
+                             shown["dithers"])] == page.cells[:3]
+    assert "1.5 min" in page.cells  # 3 × 30 s per filter
+    # any past night, again, from its run or data directory
+    (run_dir / "report.html").unlink()
+    done = CliRunner().invoke(app, ["report", str(rig.data)])
+    assert done.exit_code == 0, done.output
+    assert (run_dir / "report.html").is_file()
+    bad = CliRunner().invoke(app, ["report", str(tmp_path / "nowhere")])
+    assert bad.exit_code == 1 and "neither a run directory" in bad.output
