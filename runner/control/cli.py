@@ -111,12 +111,12 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def skip(
-        what: Annotated[str, typer.Argument(help="target")] = "target",
+        what: Annotated[str, typer.Argument(help="target | step")] = "target",
         url: Url = DEFAULT_URL, token: Token = None, as_json: AsJson = False,
     ) -> None:
-        """Leave the current target before its next light frame."""
-        if what != "target":
-            typer.echo("error: only `skip target` is supported", err=True)
+        """Leave the current target (before its next light frame), or end the current step."""
+        if what not in ("target", "step"):
+            typer.echo("error: skip what? `skip target` or `skip step`", err=True)
             raise typer.Exit(2)
         _print(call(url, token, "skip", {"what": what}), as_json, "skip requested")
 

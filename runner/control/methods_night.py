@@ -40,7 +40,9 @@ class AbortParams(_Strict):
 
 
 class SkipParams(_Strict):
-    what: Literal["target"] = "target"
+    what: Literal["target", "step"] = Field(
+        "target", description="target: leave the target before its next light; step: end the "
+        "step running now (an exposure in progress is discarded) and go on with the next")
 
 
 class EventsParams(_Strict):
@@ -156,10 +158,14 @@ async def resume(hub: Hub, _p: BaseModel) -> ResumeResult:
 
 @REGISTRY.method("skip", SkipParams)
 async def skip(hub: Hub, p: SkipParams) -> SkipResult:
-    """Leave the current target before its next light frame."""
+    """Leave the current target before its next light frame, or end the current step."""
     run = _night(hub)
     ex = run.executor
-    if ex is None or not ex.request_skip_target("skipped over the control plane"):
+    reason = "skipped over the control plane"
+    if p.what == "step":
+        if ex is None or ex.request_skip_step(reason) is None:
+            raise RpcError("no step of the plan is running: nothing to skip")
+    elif ex is None or not ex.request_skip_target(reason):
         raise RpcError("no target is being imaged: nothing to skip")
     return SkipResult(skip_requested=p.what)
 

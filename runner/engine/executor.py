@@ -236,6 +236,8 @@ class Executor:
         self._lights_taken = 0  # this run's lights in memory or on disk (counters: on disk)
         self.writer = FrameWriter(bus)
         self.keeper = RigKeeper(self)
+        self._step: tuple[Leaf, asyncio.Future[bool]] | None = None  # the step running now
+        self._skip_step_reason: str | None = None
 
     # ------------------------------------------------------------------ public control
 
@@ -253,6 +255,19 @@ class Executor:
         self.bus.emit("skip_requested", what="target", target=self.target.target.name)
         self._resumed.set()  # a paused night leaves the pause gate, then the target
         return True
+
+    def request_skip_step(self, reason: str = "skipped on request") -> str | None:
+        """End the step running now and go on with the next one; returns its id (None: no
+        step of the plan is running, or it is a shutdown step, which is never skipped)."""
+        if self._step is None or self.model.state.startswith("shutdown"):
+            return None
+        leaf, work = self._step
+        if work.done():
+            return None
+        self._skip_step_reason = reason
+        self.bus.emit("skip_requested", what="step", step=leaf.id, kind=leaf.kind)
+        work.cancel()
+        return leaf.id
 
     def request_resume(self) -> None:
         self.pause_requested = False
@@ -558,11 +573,23 @@ class Executor:
         timeout = leaf.timeout if leaf.timeout is not None else self._default_timeout(leaf)
         self._fire(f"begin_{leaf.kind}")
         self.bus.emit("step", id=leaf.id, kind=leaf.kind, phase=scope.phase)
+        # the step runs as its own task so that a user's "skip step" can end it alone (an
+        # exposure in progress is aborted and discarded), while an abort still ends the night
+        work = asyncio.ensure_future(self._with_policy(
+            leaf.id, leaf.kind, leaf.policy, timeout, lambda: self._do_leaf(leaf, scope)
+        ))
+        self._step = (leaf, work)
         try:
-            return await self._with_policy(
-                leaf.id, leaf.kind, leaf.policy, timeout, lambda: self._do_leaf(leaf, scope)
-            )
+            return await work
+        except asyncio.CancelledError:
+            me = asyncio.current_task()
+            if self._skip_step_reason is None or (me is not None and me.cancelling()):
+                raise
+            reason, self._skip_step_reason = self._skip_step_reason, None
+            self.bus.emit("step_skipped", id=leaf.id, kind=leaf.kind, reason=reason)
+            return False
         finally:
+            self._step = None
             if self.model.action is not None:
                 self._fire("step_done")
 

@@ -207,3 +207,45 @@ async def test_subscribers_get_every_event_in_order_and_can_catch_up(night: Serv
     assert sum(e["event"] == "frame" for e in events) >= 2
     assert [{k: v for k, v in e.items() if k != "seq"} for e in events] == \
         night.events_file()[last:last + len(events)]
+
+
+async def test_skip_step_discards_the_exposure_and_skip_target_ends_the_target() -> None:
+    """`skip step` ends the step running now (its exposure aborted, no frame written) and the
+    night goes on with the next step; `skip target` then leaves the target for the shutdown."""
+    import tempfile
+
+    from tests.control.cpkit import serve_night
+
+    with tempfile.TemporaryDirectory() as tmp:
+        async with serve_night(Path(tmp), exposure=600, count=5) as night, \
+                HttpRpc(night.url) as h:
+            assert night.run is not None
+            await wait_for(lambda: _lights_at_least(h, 1), what="a first frame")
+            status = await wait_for(lambda: _exposing(h), what="an exposure in progress")
+            skipped_key = status["exposure"]["key"]
+            assert await h.result("skip", {"what": "step"}) == {"skip_requested": "step"}
+            await wait_for(lambda: _exposing(h, not_key=skipped_key),
+                           what="the next step's exposure")
+            bad = await h.call("skip", {"what": "sideways"})
+            assert bad["error"]["code"] == -32602
+            assert await h.result("skip", {"what": "target"}) == {"skip_requested": "target"}
+            assert night.task is not None
+            result = await night.task
+        assert result.outcome == "completed"
+        events = night.events_file()
+        kinds = [e["event"] for e in events]
+        (skipped,) = [e for e in events if e["event"] == "step_skipped"]
+        assert skipped["kind"] == "expose" and skipped_key.startswith(skipped["id"])
+        framed = {e["key"] for e in events if e["event"] == "frame"}
+        assert skipped_key not in framed
+        assert len(list((Path(tmp) / "data").rglob("*.fits"))) == len(framed)
+        assert [e["status"] for e in events if e["event"] == "target_end"] == ["skipped"]
+        assert "phase" in kinds[kinds.index("target_end"):]
+
+
+async def _exposing(h: HttpRpc, not_key: str | None = None) -> dict[str, Any] | None:
+    status = await h.result("status")
+    exposure = status.get("exposure")
+    if exposure and exposure.get("key") != not_key:
+        return status
+    return None
