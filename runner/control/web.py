@@ -33,10 +33,16 @@ def register(app: FastAPI, hub: Any) -> WebState:
     once :meth:`WebState.start` runs (``ControlPlane.start`` calls it)."""
     state = WebState(hub)
     hub.web = state
-    app.include_router(web_stacker.router(hub, state))
-    app.include_router(web_camera.router(hub, state))
-    app.include_router(web_files.router(hub))
-    app.include_router(_page(state))
+    from runner.control.http_app import ERROR_RESPONSES, ErrorReply
+
+    # bad parameters answer the control plane's error shape (its RequestValidationError
+    # handler), and the document says so
+    common: dict[int | str, dict[str, Any]] = {
+        400: ERROR_RESPONSES[400], 413: ERROR_RESPONSES[413],
+        422: {"model": ErrorReply, "description": "bad parameters"}}
+    for r in (web_stacker.router(hub, state), web_camera.router(hub, state),
+              web_files.router(hub), _page(state)):
+        app.include_router(r, responses=common)
     return state
 
 
@@ -51,7 +57,8 @@ def _page(state: WebState) -> APIRouter:
 
     @r.get("/static/{name}", summary="The page's assets", response_class=Response,
            responses={200: {"content": {"text/javascript": {}, "text/css": {}}},
-                      404: {"description": "no such asset"}})
+                      404: {"description": "no such asset",
+                            "model": web_camera.FailReply}})
     async def static(name: str) -> Response:
         found = STATIC / name if name in _assets() else None
         if found is None:

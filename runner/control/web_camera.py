@@ -63,6 +63,13 @@ class StreamParams(BaseModel):
                     description="exposure of each frame, microseconds")
 
 
+class FailReply(BaseModel):
+    """Seed 004's ``{"status": "fail", "msg"}``, with the control plane's ``error`` too."""
+
+    status: Literal["ok", "fail"]
+    msg: str
+
+
 def fail(status: int, message: str) -> JSONResponse:
     """Seed 004's failure shape (also the control plane's ``error``), never a traceback."""
     return JSONResponse({"status": "fail", "msg": message,
@@ -205,8 +212,8 @@ def router(hub: Any, state: Any) -> APIRouter:
     @r.get("/still", summary="Capture a still (seed 002); JPEG, or FITS with format=fits",
            response_class=Response,
            responses={200: {"content": {"image/jpeg": {}, "application/fits": {}}},
-                      409: {"description": "busy, or the night owns the camera"},
-                      422: {"description": "bad parameters"}})
+                      409: {"description": "busy, or the night owns the camera",
+                            "model": FailReply}})
     async def still(p: Annotated[StillParams, Query()]) -> Response:
         try:
             hub.check_may_move("camera", "still")
@@ -235,7 +242,8 @@ def router(hub: Any, state: Any) -> APIRouter:
     @r.get("/stream", summary="MJPEG of continuous short exposures (seed 002)",
            response_class=Response,
            responses={200: {"content": {"multipart/x-mixed-replace": {}}},
-                      409: {"description": "the night owns the camera, or it is busy"}})
+                      409: {"description": "the night owns the camera, or it is busy",
+                            "model": FailReply}})
     async def stream(p: Annotated[StreamParams, Query()]) -> Response:
         from runner.control.streams import mjpeg
 

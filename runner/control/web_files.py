@@ -14,7 +14,7 @@ from fastapi import Path as UrlPath
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from runner.control.web_camera import fail
+from runner.control.web_camera import FailReply, fail
 
 #: what seed 004 serves under /media/data (the frames themselves: /api/images/ID)
 MEDIA_DIRS = ("stacked", "calibration", "debug")
@@ -131,7 +131,8 @@ def router(hub: Any) -> APIRouter:
            summary="The generated files: stacked/, calibration/, debug/ (read-only)",
            responses={200: {"content": {"image/jpeg": {}, "application/json": {},
                                         "image/tiff": {}}},
-                      404: {"description": "no such file (or outside the data directory)"}})
+                      404: {"description": "no such file (or outside the data directory)",
+                            "model": FailReply}})
     async def media(path: str) -> Response:
         top = path.split("/", 1)[0]
         found = inside(hub.data_dir, path) if top in MEDIA_DIRS else None
@@ -149,7 +150,7 @@ def router(hub: Any) -> APIRouter:
     @r.get("/api/images/{image_id}", tags=["seed 002"], response_model=ImageDetail,
            summary="One frame: its row and FITS header, or the file with format=fits",
            responses={200: {"content": {"application/json": {}, "application/fits": {}}},
-                      404: {"description": "unknown id"}})
+                      404: {"description": "unknown id", "model": FailReply}})
     async def image(image_id: int = UrlPath(ge=0, le=2**62),
                     format: Literal["json", "fits"] = Query("json")) -> Any:
         row = await asyncio.to_thread(_one, hub.data_dir, image_id)

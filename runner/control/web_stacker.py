@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from runner.control.protocol import RpcError
 from runner.control.streams import feed_sse, mjpeg, sse
-from runner.control.web_camera import fail, start_stream
+from runner.control.web_camera import FailReply, fail, start_stream
 from runner.errors import StackingError
 
 
@@ -28,9 +28,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Done(BaseModel):
-    status: Literal["ok", "fail"]
-    msg: str
+Done = FailReply  # seed 004's reply: {"status": "ok"|"fail", "msg"}
 
 
 class CameraEntry(BaseModel):
