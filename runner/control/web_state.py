@@ -157,7 +157,11 @@ class WebState:
             return None
         if what == "preview":
             return st.preview_jpeg(max_size=1024)
-        return st.histograms().get("stacked")
+        from runner.control.web_render import reduced
+        from runner.stacking.stretch import histogram
+
+        stack = st.stack()  # before any stretch, as seed 004 says
+        return None if stack is None else histogram(reduced(stack, None))
 
     def stacker_changed(self, status: dict[str, Any]) -> None:
         """The hub's own stacker reports (from its worker thread) through here."""
