@@ -23,9 +23,15 @@ a subscriber can be checked for every frame event of the night.
     event, in order; the night's real duration within ±10 % of the same night without any
     (interleaved rounds, medians).
 
+``--web``: the same bars with the web side watched too in every night that has clients: the
+status page open in headless Chromium (Debian's, driven by Playwright; it follows three SSE
+streams and both MJPEG videos), and besides it both MJPEG streams and all four SSE streams
+(``/api/updates/live/histogram``, ``stacked/histogram``, ``stacking_status``, ``night``) read
+by the client process; how many parts and messages each got is printed.
+
 Figures are printed beside their bars; the exit code is 1 when a bar is missed.
 
-Run: .venv/bin/python benchmarks/bench_control.py [--speed 60] [--size 2048] [--rounds 2]
+Run: .venv/bin/python benchmarks/bench_control.py [--speed 60] [--size 2048] [--rounds 2] [--web]
 """
 
 from __future__ import annotations
@@ -53,6 +59,11 @@ LAG_PERIOD = 0.01  # s
 N_WS, N_TCP = 50, 5
 ABORT_AFTER = 1.5  # s of real time into the long exposure
 NIGHT_TIMEOUT = 150.0  # s: a night process that takes longer is killed
+WEB = False  # --web: the page, both MJPEG streams and every SSE stream watched as well
+WEB_SSE = ("/api/updates/live/histogram", "/api/updates/stacked/histogram",
+           "/api/updates/stacking_status", "/api/updates/night")
+WEB_VIDEO = ("/api/video/live", "/api/video/stacked")
+CHROMIUM = "/usr/bin/chromium"
 
 EQ = """\
 name: bench-control
@@ -199,6 +210,37 @@ def _poll_status(base: str, ended: threading.Event) -> dict[str, Any]:
             "elapsed": time.perf_counter() - t0}
 
 
+async def _web_reader(client: Any, path: str, counts: dict[str, int], opened: list[str]) -> None:
+    """Read a stream to its end, counting SSE messages or MJPEG parts (never decoded here:
+    the browser decodes its own; this is the load of one more viewer)."""
+    marker = b"--nightrunnerframe" if "/video/" in path else b"\n\ndata:"
+    counts[path] = 0
+    tail = b""
+    async with client.stream("GET", path) as r:
+        opened.append(path)
+        async for chunk in r.aiter_bytes():
+            data = tail + chunk
+            counts[path] += data.count(marker) - tail.count(marker)
+            tail = data[-32:]
+
+
+def _have_chromium() -> bool:
+    return Path(CHROMIUM).exists()
+
+
+async def _open_page(http: str) -> tuple[Any, Any]:
+    from playwright.async_api import async_playwright
+
+    pw = await async_playwright().start()
+    browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                       args=["--no-sandbox", "--disable-gpu"])
+    page = await browser.new_page(viewport={"width": 412, "height": 1400})
+    await page.goto(http + "/")
+    await page.wait_for_function("document.querySelector('#conn').textContent === 'live'",
+                                 timeout=30_000)
+    return pw, browser
+
+
 async def client_main(scenario: str, http: str, tcp: str) -> dict[str, Any]:
     import httpx
 
@@ -212,6 +254,20 @@ async def client_main(scenario: str, http: str, tcp: str) -> dict[str, Any]:
     readers += [asyncio.create_task(_tcp_subscriber(host, int(port), streams[n_ws + i],
                                                     connected)) for i in range(n_tcp)]
     out: dict[str, Any] = {}
+    web_counts: dict[str, int] = {}
+    web_tasks: list[asyncio.Task[None]] = []
+    page: tuple[Any, Any] | None = None
+    web_client = httpx.AsyncClient(base_url=http, timeout=httpx.Timeout(10, read=None))
+    if WEB:
+        opened: list[str] = []
+        web_tasks = [asyncio.create_task(_web_reader(web_client, p, web_counts, opened))
+                     for p in WEB_SSE + WEB_VIDEO]
+        if _have_chromium():
+            page = await _open_page(http)
+        for _ in range(600):
+            if len(opened) == len(web_tasks):
+                break
+            await asyncio.sleep(0.05)
     async with httpx.AsyncClient(base_url=http, timeout=10) as hc:
         for _ in range(600):  # until every subscriber is subscribed (status counts them)
             if len(connected) == n_ws + n_tcp and \
@@ -238,6 +294,16 @@ async def client_main(scenario: str, http: str, tcp: str) -> dict[str, Any]:
             out["abort"] = {"sent": t0, "reply": time.time() - t0, "result": result}
         async with asyncio.timeout(NIGHT_TIMEOUT):
             await all_read
+    for task in web_tasks:
+        task.cancel()
+    await asyncio.gather(*web_tasks, return_exceptions=True)
+    await web_client.aclose()
+    if page is not None:
+        with contextlib.suppress(Exception):
+            await page[1].close()
+            await page[0].stop()
+    if WEB:
+        out["web"] = {"counts": web_counts, "page": page is not None}
     out["streams"] = [[(t, {k: e.get(k) for k in ("event", "seq", "key", "kind", "phase",
                                                   "state", "time")})
                        for t, e in s] for s in streams]
@@ -332,7 +398,7 @@ async def night_main(scenario: str, work: Path, speed: float, size: int) -> dict
               RunOptions(data_dir=data, speed=speed, progress="none"))
     client = None
     if CLIENTS[scenario] is not None:
-        client = [sys.executable, __file__, "--client", scenario]
+        client = [sys.executable, __file__, "--client", scenario] + (["--web"] if WEB else [])
     plane = _gated_plane_class()(Hub(data), http=("127.0.0.1", 0), tcp=("127.0.0.1", 0),
                                  client=client)
     samples: list[tuple[float, float]] = []
@@ -377,6 +443,8 @@ async def night_main(scenario: str, work: Path, speed: float, size: int) -> dict
         out["emitted"] = [{k: e.get(k) for k in ("event", "kind", "phase", "state", "time")}
                           for e in events]
     out["streams"] = got["streams"]
+    if "web" in got:
+        out["web"] = got["web"]
     return out
 
 
@@ -404,13 +472,20 @@ class Bars:
 def spawn_night(scenario: str, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="bench-control-") as d:
         cmd = [sys.executable, __file__, "--night", scenario, "--work", d,
-               "--speed", str(args.speed), "--size", str(args.size)]
+               "--speed", str(args.speed), "--size", str(args.size)] + \
+            (["--web"] if args.web else [])
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=NIGHT_TIMEOUT + 60,
                               check=False)
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr)
         raise SystemExit(f"night {scenario} failed (exit {proc.returncode})")
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    if "web" in result:
+        counts = ", ".join(f"{k.rsplit('/', 2)[-2]}/{k.rsplit('/', 1)[-1]} {v}"
+                           for k, v in result["web"]["counts"].items())
+        page = "page open in Chromium" if result["web"]["page"] else "no Chromium"
+        print(f"  [{scenario} night, {result['lights']} frames: {page}; web streams read: "
+              f"{counts}]", flush=True)
     return result
 
 
@@ -536,12 +611,16 @@ def main() -> None:
     ap.add_argument("--aborts", type=int, default=3, help="nights aborted for (c)")
     ap.add_argument("--dir", default="/dev/shm" if Path("/dev/shm").is_dir() else None,
                     help="where the nights write their frames (default: tmpfs)")
+    ap.add_argument("--web", action="store_true",
+                    help="also watch the web side: the page, both MJPEG and all SSE streams")
     ap.add_argument("--night", choices=list(SEQUENCES), help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
     ap.add_argument("--client", choices=list(SEQUENCES), help=argparse.SUPPRESS)
     ap.add_argument("--http", help=argparse.SUPPRESS)
     ap.add_argument("--tcp", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    global WEB
+    WEB = args.web
     if args.client:
         print(json.dumps(asyncio.run(client_main(args.client, args.http, args.tcp))))
         return

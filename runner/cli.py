@@ -60,7 +60,8 @@ def validate(
 def schema(
     kind: Annotated[SchemaKind, typer.Argument(help="Which schema.")] = SchemaKind.plan,
     write: Annotated[
-        bool, typer.Option(help="Write schemas/*.schema.json and docs/plan-reference.md.")
+        bool, typer.Option(help="Write schemas/*.schema.json, schemas/openapi.json and "
+                           "docs/plan-reference.md.")
     ] = False,
     reference: Annotated[
         bool, typer.Option(help="Print the Markdown plan reference instead.")
@@ -78,6 +79,11 @@ def schema(
             target.parent.mkdir(exist_ok=True)
             target.write_text(schema_text(name), encoding="utf-8")
             typer.echo(f"wrote {target}")
+        from runner.control.openapi_doc import openapi_text
+
+        api = root / "schemas" / "openapi.json"
+        api.write_text(openapi_text(), encoding="utf-8")
+        typer.echo(f"wrote {api}")
         ref = root / "docs" / "plan-reference.md"
         ref.write_text(reference_markdown(), encoding="utf-8")
         typer.echo(f"wrote {ref}")

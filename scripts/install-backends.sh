@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the Alpaca and INDI back-ends and their contract tests need
 # (tests/devices/backends), idempotently:
-#   Debian: indi-bin (indiserver + simulator drivers), and the headers pip needs to build
+#   Debian: chromium (the status page's browser tests drive it with Playwright; Playwright's own
+#           browsers are never downloaded), indi-bin (indiserver + simulator drivers), and the
+#           headers pip needs to build
 #           dbus-python, a declared dependency of pyindi-client (libdbus-1-dev, libglib2.0-dev,
 #           pkg-config). Only missing packages are installed (needs root then).
 #   .venv:  the project with its `dev` extra (alpyca, alpaca-simulators) and `indi` extra
@@ -29,14 +31,14 @@ apt_install() {
     >/dev/null
 }
 
-apt_install indi-bin libdbus-1-dev libglib2.0-dev pkg-config
+apt_install chromium indi-bin libdbus-1-dev libglib2.0-dev pkg-config
 
 [ -x .venv/bin/python ] || bash scripts/setup.sh
 PY=.venv/bin/python
 
 stamp=.venv/.nightrunner-backends-installed
 if [ -f "$stamp" ] && [ ! pyproject.toml -nt "$stamp" ] &&
-  "$PY" -c "import alpaca, alpaca_simulators, PyIndi" 2>/dev/null; then
+  "$PY" -c "import alpaca, alpaca_simulators, PyIndi, playwright" 2>/dev/null; then
   exit 0
 fi
 # compat editable mode, as scripts/setup.sh: no import hook slowing every cold start

@@ -13,7 +13,7 @@ from fastapi import Body, FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, create_model
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, QueryParams
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -49,19 +49,31 @@ def _unauthorised() -> JSONResponse:
 
 class TokenGate:
     """With a token set, every HTTP request needs it, checked before routing: a client
-    without it gets 401 and nothing else (no body is read, parsed or validated for it)."""
+    without it gets 401 and nothing else (no body is read, parsed or validated for it).
+
+    A GET may carry it as ``?token=`` (a browser's ``<img>`` and ``EventSource`` cannot set
+    headers); the status page and its assets, which hold no data, need none."""
 
     def __init__(self, app: ASGIApp, hub: Any) -> None:
         self.app = app
         self.hub = hub
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.hub.token is not None:
-            given = _bearer(Headers(scope=scope))
+        if scope["type"] == "http" and self.hub.token is not None and not _public(scope):
+            get = scope.get("method") == "GET"
+            given = _bearer(Headers(scope=scope), QueryParams(scope.get("query_string", b""))
+                            if get else None)
             if given is None or not self.hub.token_ok(given):
                 await _unauthorised()(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def _public(scope: Scope) -> bool:
+    from runner.control.web import PUBLIC
+
+    path = str(scope.get("path", ""))
+    return scope.get("method") == "GET" and (path == "/" or path.startswith(PUBLIC[1:]))
 
 
 def build_app(dispatcher: Dispatcher) -> FastAPI:
@@ -149,6 +161,10 @@ def build_app(dispatcher: Dispatcher) -> FastAPI:
 
     for method in REGISTRY.all():
         _add_typed_route(app, dispatcher, method)
+
+    from runner.control.web import register
+
+    register(app, hub)  # seed 004 and 002 over HTTP, and the status page (docs/web.md)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:

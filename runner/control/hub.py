@@ -40,6 +40,7 @@ class Hub:
         self.telemetry: Any = None  # runner.control.telemetry.Telemetry once serving
         #: ``nightrunner serve`` sets this: ``await start_night(plan_path) -> dict``
         self.start_night: Any = None
+        self.web: Any = None  # runner.control.web_state.WebState once the HTTP app is built
 
     def telemetry_latest(self) -> dict[str, Any]:
         return dict(self.telemetry.latest) if self.telemetry is not None else {}

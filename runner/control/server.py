@@ -132,8 +132,11 @@ class ControlPlane:
             from runner.control.http_app import MAX_WS_CLIENTS, build_app
             from runner.control.http_guard import HEADER_TIMEOUT, MAX_BODY, GuardedH11Protocol
 
+            app = build_app(dispatcher)
+            if self.hub.web is not None:
+                self.hub.web.start()
             config = uvicorn.Config(
-                build_app(dispatcher), log_level="warning", access_log=False,
+                app, log_level="warning", access_log=False,
                 lifespan="off", ws_max_size=MAX_BODY, limit_concurrency=MAX_WS_CLIENTS + 64,
                 http=GuardedH11Protocol, timeout_keep_alive=int(HEADER_TIMEOUT),
                 h11_max_incomplete_event_size=64 * 1024,
@@ -170,6 +173,8 @@ class ControlPlane:
                     await self._serve_task
         if self._tcp is not None:
             await self._tcp.close()
+        if self.hub.web is not None:
+            await self.hub.web.stop()
         if self.hub.telemetry is not None:
             await self.hub.telemetry.stop()
 

@@ -21,6 +21,15 @@ class StackingLink:
 
         self.stacker = LiveStacker(data_dir)
         self.bus = bus
+        loop = asyncio.get_running_loop()
+
+        def changed(status: dict[str, Any]) -> None:
+            # the worker thread reports each frame: the event is emitted on the engine's loop
+            # (a ``stack_status`` event; the web side pushes it as seed 004's stacking_status)
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(lambda: self.bus.emit("stack_status", status=status))
+
+        self.stacker.on_change = changed
         self._later: asyncio.Future[dict[str, Any] | None] | None = None
         self.active: str | None = None
 

@@ -25,7 +25,7 @@ import queue
 import shutil
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -137,6 +137,17 @@ class LiveStacker:
         self._idle = threading.Event()
         self._idle.set()
         self._outstanding = 0
+        #: called with ``status()`` after every processed frame and every change of state
+        #: (from the worker thread too: it must be thread-safe and quick, and never raise)
+        self.on_change: Callable[[dict[str, Any]], None] | None = None
+
+    def _changed(self) -> None:
+        listener = self.on_change
+        if listener is not None:
+            try:
+                listener(self.status())
+            except Exception:  # a watcher must never stop the stack
+                log.exception("stacker listener failed")
 
     # ------------------------------------------------------------------ control
 
@@ -211,6 +222,7 @@ class LiveStacker:
                 target=self._run, name=f"stacker-{stacking_id}", daemon=True
             )
             self._worker.start()
+        self._changed()
         return stacking_id
 
     def submit(self, item: Submittable, *, meta: FrameMeta | None = None) -> bool:
@@ -242,12 +254,14 @@ class LiveStacker:
             if self._status == "stacking":
                 self._status = "paused"
                 self._log_event({"event": "pause"})
+        self._changed()
 
     def resume(self) -> None:
         with self._lock:
             if self._status == "paused":
                 self._status = "stacking"
                 self._log_event({"event": "resume"})
+        self._changed()
 
     def stretch(
         self,
@@ -300,6 +314,7 @@ class LiveStacker:
         with self._lock:
             self._status = "finished"
             self._close_log(session, {"event": "save", "jpeg": str(paths.jpeg)})
+        self._changed()
         return paths
 
     async def save_async(self) -> StackPaths:
@@ -326,6 +341,7 @@ class LiveStacker:
             self._status = "idle"
             self._outstanding = 0
             self._idle.set()
+        self._changed()
 
     def close(self) -> None:
         """Cancel anything running and stop the worker (for shutdown)."""
@@ -403,6 +419,7 @@ class LiveStacker:
                     if self._outstanding <= 0:
                         self._outstanding = 0
                         self._idle.set()
+                self._changed()
 
     def _handle(self, item: Submittable, meta: FrameMeta | None) -> None:
         session = self._session

@@ -283,6 +283,11 @@ class ImageIndex:
             row = self._db.execute("SELECT * FROM images WHERE path = ?", (str(path),)).fetchone()
         return None if row is None else self._record(row)
 
+    def by_id(self, image_id: int) -> ImageRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM images WHERE id = ?", (image_id,)).fetchone()
+        return None if row is None else self._record(row)
+
     def count(self, **criteria: Any) -> int:
         where, args = self._where(
             criteria.get("target"),
