@@ -29,7 +29,7 @@ from runner.engine import actions
 from runner.engine import triggers as trig
 from runner.engine.compiler import CompiledTarget, FilterLoop, Leaf, Loop, Node, Program
 from runner.engine.events import EventBus
-from runner.engine.journal import Journal, ResumeState
+from runner.engine.journal import Journal, ResumeState, frame_entry
 from runner.engine.machine import RunModel
 from runner.errors import (
     DeviceError,
@@ -640,8 +640,9 @@ class Executor:
         if light and self._wants_hfr:
             hfr = await asyncio.to_thread(s.measure_hfr, frame.data)
         meta = await self._frame_meta(frame, stats, hfr, subdir)
+        meta["key"] = key  # written into the file: --resume keeps a frame the journal lost
         target_path = s.frames.allocate(frame, meta)
-        # intent first: --resume removes a file that was written but never journalled
+        # intent first: --resume adopts a file that was written but never journalled
         self.journal.record("writing", key=key, path=str(target_path), durable=False)
         path = await s.frames.save(frame, meta, target_path)
         # the journal is written only after the file is in place
@@ -650,8 +651,10 @@ class Executor:
         self.done_frames[key] = str(path)
         if light:
             self.light_keys.add(key)
-        self.journal.record("frame", key=key, path=str(path), light=light,
-                            triggers=self.state.to_dict())
+        self.journal.record("frame", **frame_entry(
+            key, str(path), frame_type=frame_type.value, filter_name=self.filter,
+            target=self.target.target.name if self.target else None,
+            triggers=self.state.to_dict()))
         self._count(frame_type, path)
         self.last_frame = {"path": str(path), "hfr": hfr, "type": frame_type.value,
                            "filter": self.filter,

@@ -27,18 +27,15 @@ from runner.devices.interfaces import Guider
 from runner.engine.compiler import Program, compile_plan
 from runner.engine.events import EventBus
 from runner.engine.executor import Executor, FatalRunError, Services
-from runner.engine.journal import (
-    Journal,
-    ResumeState,
-    plan_digest,
-    remove_orphans,
-    resume_state,
-)
+from runner.engine.journal import Journal, ResumeState, plan_digest, resume_state
 from runner.engine.lock import DataDirLock
 from runner.engine.memory import keep_frame_buffers
+from runner.engine.reconcile import journalled_frames, reconcile
+from runner.engine.summary import whole_night
 from runner.errors import NightrunnerError, RunAborted
 from runner.plan.equipment import Equipment
 from runner.plan.models import Plan, Target
+from runner.storage.durable import atomic_write_text, fsync_dir
 
 log = logging.getLogger("nightrunner.run")
 
@@ -71,22 +68,29 @@ def _slug(text: str) -> str:
 
 
 def _find_resumable(runs: Path, digest: str) -> Path | None:
+    """The latest run of this plan, unless it finished. Its plan is read from ``run.json`` or,
+    when that is unreadable (a crash before the disk had it), from the journal's
+    ``run_start`` entries, which carry the same digest."""
     if not runs.is_dir():
         return None
-    for d in sorted(runs.iterdir(), reverse=True):
-        meta = d / "run.json"
-        if not meta.is_file():
+    for d in sorted((p for p in runs.iterdir() if p.is_dir()), reverse=True):
+        state = resume_state(d / "journal.jsonl")
+        if _run_digest(d, state) != digest:
             continue
-        try:
-            info = json.loads(meta.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if info.get("plan_digest") != digest:
-            continue
-        if resume_state(d / "journal.jsonl").finished:
+        if state.finished:
             return None  # the latest run of this plan finished: nothing to resume
         return d
     return None
+
+
+def _run_digest(run_dir: Path, state: ResumeState) -> str | None:
+    try:
+        info = json.loads((run_dir / "run.json").read_text())
+        if isinstance(info, dict) and info.get("plan_digest"):
+            return str(info["plan_digest"])
+    except (OSError, ValueError):
+        pass
+    return state.plan_digest
 
 
 class Run:
@@ -119,6 +123,8 @@ class Run:
         self.listeners = list(listeners or [])
         self.run_dir: Path | None = None
         self.warnings: list[str] = []  # from collaborators (the control plane), for the log
+        self._resume_state: ResumeState | None = None
+        self._journal: Journal | None = None
 
     # ------------------------------------------------------------------ control
 
@@ -174,12 +180,10 @@ class Run:
         resume: ResumeState | None = None
         run_dir: Path | None = None
         resumed_note = None
-        orphans: list[str] = []
         if self.opt.resume:
             run_dir = _find_resumable(runs, digest)
             if run_dir is not None:
                 resume = resume_state(run_dir / "journal.jsonl")
-                orphans = remove_orphans(resume)
             else:
                 resumed_note = "nothing to resume for this plan: starting a fresh run"
         if run_dir is None:
@@ -190,7 +194,8 @@ class Run:
                 n += 1
                 run_dir = runs / f"{stamp}-{_slug(self.plan.name)}-{n}"
             run_dir.mkdir(parents=True)
-            (run_dir / "run.json").write_text(json.dumps({
+            fsync_dir(runs)
+            atomic_write_text(run_dir / "run.json", json.dumps({
                 "plan": str(self.opt.plan_path) if self.opt.plan_path else None,
                 "plan_name": self.plan.name, "plan_digest": digest,
                 "started": datetime.now(UTC).isoformat(), "dry_run": self.opt.dry_run,
@@ -207,8 +212,16 @@ class Run:
         for note in self.warnings:
             bus.emit("warning", message=note)
         if resume is not None:
-            bus.emit("resume", run=run_dir.name, frames=len(resume.frames), orphans=orphans)
-        journal.record("run_start", resume=resume is not None, speed=self.clock.speed)
+            fixed = reconcile(resume, journal, data)
+            for message in fixed.messages:
+                bus.emit("warning", message=message)
+            bus.emit("resume", run=run_dir.name, frames=len(resume.frames),
+                     adopted=fixed.adopted, lost=fixed.lost,
+                     temp_files_removed=fixed.temps_removed)
+        self._resume_state = resume
+        self._journal = journal
+        journal.record("run_start", resume=resume is not None, speed=self.clock.speed,
+                       plan_digest=digest)
         real_start = time.monotonic()
         clock_start = self.clock.monotonic()
         outcome = "failed"
@@ -236,7 +249,8 @@ class Run:
                 journal.record("run_stopped", outcome=outcome)
             journal.close()
             summary = self._summary(outcome, run_dir, real_start, clock_start)
-            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+            atomic_write_text(run_dir / "summary.json",
+                              json.dumps(summary, indent=2, default=str))
             bus.emit("run_end", outcome=outcome, lights=summary["frames"]["light"])
             listener_close()
             bus.close()
@@ -355,10 +369,15 @@ class Run:
                 guider = await stack.enter_async_context(
                     _guider(eq, self.clock, devices.world, bus)
                 )
+            resume = self._resume_state
             frames = (
                 NullFrameStore() if self.opt.dry_run
-                else FrameStore(data, self.plan, eq, run_id)
+                else FrameStore(data, self.plan, eq, run_id,
+                                reserved=resume.used_paths if resume else (),
+                                notify=lambda kind, message: bus.emit(kind, message=message))
             )
+            if isinstance(frames, FrameStore):
+                frames.catch_up(journalled_frames(data))
             stack.callback(frames.close)
             slots: dict[str, int] = {}
             if devices.filter_wheel is not None and eq.filter_wheel is not None:
@@ -377,7 +396,7 @@ class Run:
             if not self.opt.dry_run and any(t.stack for t in self.plan.targets):
                 from runner.engine.stacking_link import StackingLink
 
-                stacking = StackingLink(data, bus)
+                stacking = StackingLink(data, bus, self._journal, resume)
                 stack.push_async_callback(stacking.close)
             from runner.stacking.detect import measure_hfr
 
@@ -411,6 +430,7 @@ class Run:
     ) -> dict[str, Any]:
         ex = self.executor
         c = ex.counters if ex else None
+        frames, per_target = whole_night(self._resume_state, c)
         return {
             "plan": self.plan.name,
             "outcome": outcome,
@@ -421,14 +441,8 @@ class Run:
             "clock_seconds": round(self.clock.monotonic() - clock_start, 1),
             "speed": self.clock.speed,
             "dry_run": self.opt.dry_run,
-            "frames": {
-                "light": c.lights if c else 0,
-                "dark": c.darks if c else 0,
-                "flat": c.flats if c else 0,
-                "bias": c.biases if c else 0,
-                "skipped_on_resume": c.skipped_resume if c else 0,
-            },
-            "per_target": c.per_target if c else {},
+            "frames": frames,
+            "per_target": per_target,
             "dithers": c.dithers if c else 0,
             "dithers_skipped": c.dithers_skipped if c else 0,
             "autofocus_runs": c.autofocus_runs if c else 0,

@@ -26,6 +26,7 @@ GUIDERMS                   total guiding RMS during the exposure (GUIDUNIT: 'arc
 GUIDRMSR, GUIDRMSD         guiding RMS in RA and Dec, same unit; GUIDFRMS guide frames counted
 HFR, STARS                 median half-flux radius (px) and number of detected stars, if measured
 SWCREATE                   'Nightrunner <version>'
+NRRUN, NRFRAME             run (``runs/<id>``) and the plan's frame key (read by ``--resume``)
 =========================  ===============================================================
 
 Atomic write: the file is written under a hidden temporary name in the target directory,
@@ -49,6 +50,7 @@ import numpy as np
 from astropy.io import fits
 
 from runner.devices.interfaces import Frame, GuideStats
+from runner.storage.durable import fsync_dir
 
 HeaderValue = str | int | float | bool
 
@@ -88,6 +90,11 @@ class FrameMeta:
     guiding: GuideStats | None = None
     hfr: float | None = None  # px
     star_count: int | None = None
+    #: Which run took the frame and which frame of the plan it is (the journal's key): a frame
+    #: on disk names itself, so ``--resume`` can keep one the journal lost (torn, cut, or a
+    #: crash between the rename and the journal entry) instead of taking it again.
+    run_id: str | None = None
+    frame_key: str | None = None
     #: Further cards (upper-case keyword ≤ 8 characters → value), written last.
     extra: Mapping[str, HeaderValue] = field(default_factory=dict)
 
@@ -176,20 +183,11 @@ def build_header(frame: Frame, meta: FrameMeta | None = None) -> fits.Header:
     put("HFR", None if m.hfr is None else round(float(m.hfr), 3), "[px] median half-flux radius")
     put("STARS", m.star_count, "stars detected")
     put("SWCREATE", SOFTWARE, "acquisition software")
+    put("NRRUN", m.run_id, "Nightrunner run that took the frame")
+    put("NRFRAME", m.frame_key, "frame of the plan (journal key)")
     for key, value in m.extra.items():
         put(key.upper(), value, "")
     return h
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory handles
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_fits(path: str | os.PathLike[str], frame: Frame, meta: FrameMeta | None = None) -> Path:
@@ -217,7 +215,7 @@ def write_fits(path: str | os.PathLike[str], frame: Frame, meta: FrameMeta | Non
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
     return final
 
 
