@@ -62,6 +62,10 @@ class FrameStore:
         """Index these earlier frames (path, run id) if the index lacks them."""
         self._index.catch_up([(Path(p), r) for p, r in frames])
 
+    def forget(self, paths: Iterable[str]) -> None:
+        """Drop the index rows of frames that are gone from disk (taken again on resume)."""
+        self._index.forget([Path(p) for p in paths])
+
     def allocate(self, frame: Frame, meta: dict[str, Any]) -> Path:
         """The path for this frame: the template's, with the first sequence number that is
         neither on disk nor named by the journal."""

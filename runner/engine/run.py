@@ -125,6 +125,7 @@ class Run:
         self.warnings: list[str] = []  # from collaborators (the control plane), for the log
         self._resume_state: ResumeState | None = None
         self._journal: Journal | None = None
+        self._lost_frames: list[str] = []
 
     # ------------------------------------------------------------------ control
 
@@ -218,6 +219,7 @@ class Run:
             bus.emit("resume", run=run_dir.name, frames=len(resume.frames),
                      adopted=fixed.adopted, lost=fixed.lost,
                      temp_files_removed=fixed.temps_removed)
+            self._lost_frames = fixed.lost
         self._resume_state = resume
         self._journal = journal
         journal.record("run_start", resume=resume is not None, speed=self.clock.speed,
@@ -377,6 +379,7 @@ class Run:
                                 notify=lambda kind, message: bus.emit(kind, message=message))
             )
             if isinstance(frames, FrameStore):
+                frames.forget(self._lost_frames)
                 frames.catch_up(journalled_frames(data))
             stack.callback(frames.close)
             slots: dict[str, int] = {}

@@ -195,6 +195,8 @@ class ImageIndex:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise RuntimeError(f"{self.path} was written by a newer Nightrunner (schema {version})")
+        if version == SCHEMA_VERSION:
+            return  # nothing to write: opening must not need the lock another writer holds
         cols = ",\n  ".join(f"{c} {_SQL_TYPES[c]}" for c in _COLUMNS)
         self._db.executescript(
             f"""

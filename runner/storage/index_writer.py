@@ -16,12 +16,22 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from runner.storage.index import ImageIndex, ImageRecord
 from runner.storage.recover import index_missing
 
-Item = ImageRecord | list[tuple[Path, str | None]]  # a row, or files to index if missing
+
+@dataclass(frozen=True)
+class Forget:
+    """Remove the row of a file that is gone (a journalled frame deleted from disk)."""
+
+    path: Path
+
+
+#: a row, files to index if missing, or a row to remove
+Item = ImageRecord | list[tuple[Path, str | None]] | Forget
 
 Notify = Callable[[str, str], None]  # ("warning" | "info", message)
 
@@ -59,6 +69,11 @@ class IndexWriter:
         frames of an interrupted run whose rows were still queued when it was killed."""
         with self._cv:
             self._pending.append(list(frames))
+            self._cv.notify()
+
+    def forget(self, paths: list[Path]) -> None:
+        with self._cv:
+            self._pending.extend(Forget(p) for p in paths)
             self._cv.notify()
 
     def pending(self) -> int:
@@ -108,6 +123,9 @@ class IndexWriter:
                 self._index = ImageIndex(self.data_dir, busy_timeout=self.busy_timeout)
             if isinstance(item, ImageRecord):
                 self._index.add(item)
+            elif isinstance(item, Forget):
+                with contextlib.suppress(ValueError):
+                    self._index.remove(self._index.relative(item.path))
             else:
                 index_missing(self._index, item)
             return True
