@@ -74,23 +74,22 @@ def _find_resumable(runs: Path, digest: str) -> Path | None:
     if not runs.is_dir():
         return None
     for d in sorted((p for p in runs.iterdir() if p.is_dir()), reverse=True):
-        state = resume_state(d / "journal.jsonl")
-        if _run_digest(d, state) != digest:
+        if _run_digest(d) != digest:
             continue
-        if state.finished:
+        if resume_state(d / "journal.jsonl").finished:
             return None  # the latest run of this plan finished: nothing to resume
         return d
     return None
 
 
-def _run_digest(run_dir: Path, state: ResumeState) -> str | None:
+def _run_digest(run_dir: Path) -> str | None:
     try:
         info = json.loads((run_dir / "run.json").read_text())
         if isinstance(info, dict) and info.get("plan_digest"):
             return str(info["plan_digest"])
     except (OSError, ValueError):
         pass
-    return state.plan_digest
+    return resume_state(run_dir / "journal.jsonl").plan_digest
 
 
 class Run:
@@ -258,9 +257,7 @@ class Run:
             bus.close()
             from runner.engine.report import write_report
 
-            events = [json.loads(x) for x in
-                      (run_dir / "events.jsonl").read_text(encoding="utf-8").splitlines()]
-            write_report(run_dir, summary, events)
+            write_report(run_dir, summary, _read_events(run_dir / "events.jsonl"))
         return RunResult(outcome, run_dir, summary)
 
     async def _drive(self, bus: EventBus) -> str:
@@ -453,6 +450,19 @@ class Run:
             "errors": c.errors if c else [],
             "final_state": ex.model.state if ex else None,
         }
+
+
+def _read_events(path: Path) -> list[dict[str, Any]]:
+    """The event log for the report; a line torn by a kill in an earlier segment is skipped."""
+    events = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(e, dict) and "event" in e:
+            events.append(e)
+    return events
 
 
 def _simulated(eq: Equipment) -> Equipment:
