@@ -183,8 +183,10 @@ def build_header(frame: Frame, meta: FrameMeta | None = None) -> fits.Header:
     put("HFR", None if m.hfr is None else round(float(m.hfr), 3), "[px] median half-flux radius")
     put("STARS", m.star_count, "stars detected")
     put("SWCREATE", SOFTWARE, "acquisition software")
-    put("NRRUN", m.run_id, "Nightrunner run that took the frame")
-    put("NRFRAME", m.frame_key, "frame of the plan (journal key)")
+    # no comments: run ids and frame keys can be long, and a long string with a comment makes
+    # astropy truncate the comment with a warning (the values continue on CONTINUE cards)
+    put("NRRUN", m.run_id, "")
+    put("NRFRAME", m.frame_key, "")
     for key, value in m.extra.items():
         put(key.upper(), value, "")
     return h
