@@ -17,6 +17,7 @@ with years of frames costs a walk of ``stat`` calls.
 from __future__ import annotations
 
 import contextlib
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -54,7 +55,7 @@ def reconcile(state: ResumeState, journal: Journal, data_dir: Path) -> Reconcile
     candidates: list[tuple[Path, str | None]] = [
         (Path(p), key) for key, p in state.intents.items()
     ]
-    since = _started(state)
+    since = _started(state, journal.path.parent)
     if since is not None:
         frames, temps = written_since(data_dir.resolve(), since - _MTIME_SLACK)
         candidates += [(p, None) for p in frames]
@@ -101,13 +102,22 @@ def _adopt(state: ResumeState, journal: Journal, key: str, ff: FrameFile) -> Non
     state.details[key] = {"type": ff.frame_type, "target": ff.target, "filter": ff.filter}
 
 
-def _started(state: ResumeState) -> float | None:
-    if state.started is None:
-        return None
-    try:
-        return datetime.fromisoformat(state.started).timestamp()
-    except ValueError:
-        return None
+def _started(state: ResumeState, run_dir: Path) -> float | None:
+    """When the run began: the earliest of its journal's first entry, ``run.json`` and its
+    first event (a journal cut to nothing still leaves the frames on disk to find)."""
+    candidates: list[object] = [state.started]
+    with contextlib.suppress(OSError, ValueError):
+        info = json.loads((run_dir / "run.json").read_text())
+        candidates.append(info.get("started") if isinstance(info, dict) else None)
+    with contextlib.suppress(OSError, ValueError, AttributeError), \
+            (run_dir / "events.jsonl").open() as f:
+        candidates.append(json.loads(f.readline()).get("time"))
+    times = []
+    for value in candidates:
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                times.append(datetime.fromisoformat(value).timestamp())
+    return min(times, default=None)
 
 
 def journalled_frames(data_dir: Path) -> list[tuple[str, str | None]]:

@@ -125,6 +125,25 @@ def test_a_frame_written_but_not_journalled_is_kept_not_retaken(tmp_path: Path) 
     assert again.details["k1"]["target"] == "M 1" and again.unreadable_lines == 0
 
 
+def test_a_journal_cut_to_nothing_still_keeps_the_frames_on_disk(tmp_path: Path) -> None:
+    run_dir = tmp_path / "runs" / "r1"
+    run_dir.mkdir(parents=True)
+    (run_dir / "run.json").write_text(json.dumps({"started": datetime.now(UTC).isoformat()}))
+    frame = Frame(data=np.zeros((8, 8), np.uint16), exposure=1.0, start=datetime.now(UTC),
+                  frame_type="light", binning=1, gain=0, offset=0, ccd_temp=None,
+                  set_temp=None, roi=RoiBox(0, 0, 8, 8))
+    ours, other = tmp_path / "L" / "a_0001.fits", tmp_path / "L" / "b_0001.fits"
+    write_fits(ours, frame, FrameMeta(run_id="r1", frame_key="k0"))
+    write_fits(other, frame, FrameMeta(run_id="r0", frame_key="k0"))  # another run's
+    (run_dir / "journal.jsonl").write_bytes(b"")
+    state = resume_state(run_dir / "journal.jsonl")
+    j = Journal(run_dir / "journal.jsonl")
+    fixed = reconcile(state, j, tmp_path)
+    j.close()
+    assert fixed.adopted == [str(ours)] and state.frames == {"k0": str(ours)}
+    assert other.exists()
+
+
 def test_resume_without_an_interrupted_run_starts_fresh(rig: Rig) -> None:
     plan = _plan(rig)
     first = rig.run(plan)
