@@ -253,6 +253,21 @@ def estimate(
     raise typer.Exit(estimate_main(plan, date, as_json))
 
 
+def _index_catch_up(index: Any, data_dir: Path) -> None:
+    """Frames the runs journalled but the index missed (locked, or a run killed before its
+    rows were written) are added from their headers before listing; a locked index is listed
+    as it is."""
+    import sqlite3
+
+    from runner.engine.reconcile import journalled_frames
+    from runner.storage.recover import index_missing
+
+    try:
+        index_missing(index, [(Path(p), r) for p, r in journalled_frames(data_dir)])
+    except (sqlite3.Error, OSError) as exc:
+        typer.echo(f"warning: image index {index.path} not brought up to date: {exc}", err=True)
+
+
 @app.command()
 def images(
     data_dir: Annotated[Path, typer.Option(help="The data directory of the runs.")] = Path(
@@ -275,11 +290,12 @@ def images(
 
     from runner.storage.index import INDEX_FILENAME, ImageIndex
 
-    if not (data_dir / INDEX_FILENAME).is_file():
+    if not (data_dir / INDEX_FILENAME).is_file() and not (data_dir / "runs").is_dir():
         typer.echo(f"error: no image index in {data_dir}", err=True)
         raise typer.Exit(1)
-    index = ImageIndex(data_dir)
+    index = ImageIndex(data_dir, busy_timeout=1.0)
     try:
+        _index_catch_up(index, data_dir)
         rows = index.query(target=target, filter=filter_name, frame_type=frame_type,
                            run_id=run_id, limit=limit, newest_first=limit is not None)
     finally:

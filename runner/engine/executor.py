@@ -30,7 +30,7 @@ from runner.engine import triggers as trig
 from runner.engine.compiler import CompiledTarget, FilterLoop, Leaf, Loop, Node, Program
 from runner.engine.events import EventBus
 from runner.engine.frame_writer import FrameWriter
-from runner.engine.journal import Journal, ResumeState
+from runner.engine.journal import Journal, ResumeState, frame_entry
 from runner.engine.machine import RunModel
 from runner.engine.rig_restore import RigKeeper, RigNotRestored
 from runner.errors import (
@@ -710,8 +710,9 @@ class Executor:
             s.guider.stats() if (s.guider is not None and self.guiding) else None
         )
         meta = await self._frame_meta(frame, stats, None, subdir)
+        meta["key"] = key  # written into the file: --resume keeps a frame the journal lost
         target_path = s.frames.allocate(frame, meta)
-        # intent first: --resume removes a file that was written but never journalled
+        # intent first: --resume adopts a file that was written but never journalled
         self.journal.record("writing", key=key, path=str(target_path), durable=False)
         # what the loop logic counts is taken now (the frame is in memory); what survives a
         # crash (the journal) only once the file is on disk
@@ -740,8 +741,9 @@ class Executor:
                 trig.hfr_measured(self.state, hfr)
         path = await s.frames.save(t.frame, t.meta, t.path)
         # the journal is written only after the file is in place
-        self.journal.record("frame", key=t.key, path=str(path), light=light,
-                            triggers=t.triggers)
+        self.journal.record("frame", **frame_entry(
+            t.key, str(path), frame_type=t.frame_type.value, filter_name=t.filter,
+            target=t.target, triggers=t.triggers))
         self._count(t.frame_type, t.target, t.filter)
         rms = t.stats.rms_total if t.stats else None
         self.last_frame = {"path": str(path), "hfr": hfr, "type": t.frame_type.value,

@@ -2,14 +2,21 @@
 index remembers them.
 
 Sequence numbers continue past files already on disk, so a new night never overwrites an old
-one. A frame is written only once its journal *intent* is recorded; ``--resume`` deletes an
-orphan (renamed into place, not yet journalled) before retaking it, so frames are never lost
-and never duplicated.
+one, and past every path the run's journal has named (``reserved``): a journalled frame that
+was deleted is taken again under a new name, so the journal never maps two frames to one file.
+A frame is written only once its journal *intent* is recorded, and carries its run and frame
+key in its header, so ``--resume`` keeps a frame that was renamed into place but not yet
+journalled instead of taking it again (:mod:`runner.engine.reconcile`).
+
+The image index is fed by a worker (:class:`~runner.storage.index_writer.IndexWriter`): a
+locked or failing ``index.sqlite`` delays the index, never the night.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -17,27 +24,51 @@ from runner.devices.interfaces import Frame
 from runner.plan.equipment import Equipment
 from runner.plan.models import Plan
 from runner.storage.fits import FrameMeta, write_fits
+from runner.storage.index import ImageRecord, relative_path
+from runner.storage.index_writer import IndexWriter
 from runner.storage.naming import expand, frame_path
+
+Notify = Callable[[str, str], None]  # (event kind, message), called on the event loop
+#: how long the end of a run waits for the index to take the last rows (s, real time)
+INDEX_CLOSE_WAIT = 5.0
 
 
 class FrameStore:
     def __init__(
-        self, data_dir: Path, plan: Plan, equipment: Equipment, run_id: str | None = None
+        self, data_dir: Path, plan: Plan, equipment: Equipment, run_id: str | None = None,
+        *, reserved: Iterable[str] = (), notify: Notify | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.run_id = run_id
         self.plan = plan
         self.eq = equipment
         self._seq: dict[tuple[str, ...], int] = {}
-        from runner.storage.index import ImageIndex
+        self._reserved = {str(Path(p)) for p in reserved}
+        self._notify = notify or (lambda _kind, _msg: None)
+        loop = _running_loop()
 
-        self._index = ImageIndex(data_dir)
+        def from_worker(kind: str, message: str) -> None:
+            if loop is None or loop.is_closed():
+                return
+            with contextlib.suppress(RuntimeError):  # the loop stopped meanwhile
+                loop.call_soon_threadsafe(self._notify, kind, message)
+
+        self._index = IndexWriter(data_dir, from_worker)
         from runner.sky.timeutil import site_timezone
 
         self.tz = site_timezone(plan.site)
 
+    def catch_up(self, frames: Iterable[tuple[str, str | None]]) -> None:
+        """Index these earlier frames (path, run id) if the index lacks them."""
+        self._index.catch_up([(Path(p), r) for p, r in frames])
+
+    def forget(self, paths: Iterable[str]) -> None:
+        """Drop the index rows of frames that are gone from disk (taken again on resume)."""
+        self._index.forget([Path(p) for p in paths])
+
     def allocate(self, frame: Frame, meta: dict[str, Any]) -> Path:
-        """The path for this frame: the template's, with the first free sequence number."""
+        """The path for this frame: the template's, with the first sequence number that is
+        neither on disk nor named by the journal."""
         template = self.plan.defaults.output
         if meta.get("subdir") == "calibration":
             template = "calibration/{type}/{type}_{filter}_{exposure}s_{seq:04d}.fits"
@@ -52,8 +83,9 @@ class FrameStore:
                 gain=frame.gain, binning=frame.binning, tz=self.tz,
             )
             path = frame_path(self.data_dir, rel)
-            if not path.exists():
+            if not path.exists() and str(path) not in self._reserved:
                 self._seq[group] = seq
+                self._reserved.add(str(path))
                 return path
 
     async def save(self, frame: Frame, meta: dict[str, Any], path: Path | None = None) -> Path:
@@ -77,19 +109,30 @@ class FrameStore:
             focus_temperature=meta.get("focus_temperature"),
             guiding=stats,
             hfr=meta.get("hfr"),
+            run_id=self.run_id,
+            frame_key=meta.get("key"),
         )
-        return await asyncio.to_thread(self._write_and_index, path, frame, fm)
-
-    def _write_and_index(self, path: Path, frame: Frame, fm: FrameMeta) -> Path:
-        """One trip off the event loop for both: the frame is written, then remembered."""
-        written = write_fits(path, frame, fm)
-        if self._index is not None:
-            self._index.add_frame(written, frame, fm, run_id=self.run_id)
+        written = await asyncio.to_thread(write_fits, path, frame, fm)
+        try:
+            rel = relative_path(self.data_dir, written)
+        except ValueError:
+            return written
+        self._index.add(ImageRecord.from_frame(frame, rel, fm, run_id=self.run_id))
         return written
 
     def close(self) -> None:
-        if self._index is not None:
-            self._index.close()
+        left = self._index.close(INDEX_CLOSE_WAIT)
+        if left:
+            self._notify("warning", f"image index {self._index.index_path}: {left} row(s) not "
+                         "written yet; they are added from the frames' headers the next time "
+                         "the index is opened (nightrunner images, the next run)")
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 class NullFrameStore:

@@ -1,7 +1,8 @@
 """The night report: what happened, for the person who slept through it.
 
 Written at the end of every run (``runs/<id>/report.md``) from the run's own event log and
-summary — the same facts the log holds, arranged per target.
+summary — the same facts the log holds, arranged per target. A resumed run appends to the
+same event log and its summary counts every segment, so the report is the whole night's.
 """
 
 from __future__ import annotations
@@ -46,12 +47,17 @@ def render(summary: dict[str, Any], events: list[dict[str, Any]]) -> str:
     status: dict[str, str] = {}
     current: str | None = None
     stacks: dict[str, dict[str, Any]] = {}
+    stopped = summary.get("abort_reason") or summary["outcome"]
     for e in events:
         ev = e["event"]
         if ev == "target_start":
             current = e["target"]
+            # until its end: a night that stops here leaves it interrupted, not "not reached"
+            status[current] = f"interrupted ({stopped})"
         elif ev == "target_end":
             status[e["target"]] = e["status"] + (f": {e['reason']}" if e.get("reason") else "")
+        elif ev == "target_skipped" and e.get("reason") == "completed before":
+            status[e["target"]] = "completed (before the resume)"
         elif ev == "frame" and current is not None and e.get("type") == "light":
             p = per[current]
             p["frames"] += 1

@@ -27,18 +27,15 @@ from runner.devices.interfaces import Guider
 from runner.engine.compiler import Program, compile_plan
 from runner.engine.events import EventBus
 from runner.engine.executor import Executor, FatalRunError, Services
-from runner.engine.journal import (
-    Journal,
-    ResumeState,
-    plan_digest,
-    remove_orphans,
-    resume_state,
-)
+from runner.engine.journal import Journal, ResumeState, plan_digest, resume_state
 from runner.engine.lock import DataDirLock
 from runner.engine.memory import keep_frame_buffers
+from runner.engine.reconcile import journalled_frames, reconcile
+from runner.engine.summary import whole_night
 from runner.errors import NightrunnerError, RunAborted
 from runner.plan.equipment import Equipment
 from runner.plan.models import Plan, Target
+from runner.storage.durable import atomic_write_text, fsync_dir
 
 log = logging.getLogger("nightrunner.run")
 
@@ -84,49 +81,33 @@ def _noting(problems: list[str], what: str) -> Iterator[None]:
         problems.append(f"{what}: {type(exc).__name__}: {exc}")
 
 
-def write_durably(path: Path, text: str) -> None:
-    """Write-then-rename with fsync: after a crash the file is whole or the old one."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _read_events(path: Path) -> list[dict[str, Any]]:
-    """The event log as far as it is readable (a failing disk may have torn its end)."""
-    events: list[dict[str, Any]] = []
-    with contextlib.suppress(OSError):
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                events.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return events
-
-
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()[:40] or "plan"
 
 
 def _find_resumable(runs: Path, digest: str) -> Path | None:
+    """The latest run of this plan, unless it finished. Its plan is read from ``run.json`` or,
+    when that is unreadable (a crash before the disk had it), from the journal's
+    ``run_start`` entries, which carry the same digest."""
     if not runs.is_dir():
         return None
-    for d in sorted(runs.iterdir(), reverse=True):
-        meta = d / "run.json"
-        if not meta.is_file():
-            continue
-        try:
-            info = json.loads(meta.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if info.get("plan_digest") != digest:
+    for d in sorted((p for p in runs.iterdir() if p.is_dir()), reverse=True):
+        if _run_digest(d) != digest:
             continue
         if resume_state(d / "journal.jsonl").finished:
             return None  # the latest run of this plan finished: nothing to resume
         return d
     return None
+
+
+def _run_digest(run_dir: Path) -> str | None:
+    try:
+        info = json.loads((run_dir / "run.json").read_text())
+        if isinstance(info, dict) and info.get("plan_digest"):
+            return str(info["plan_digest"])
+    except (OSError, ValueError):
+        pass
+    return resume_state(run_dir / "journal.jsonl").plan_digest
 
 
 class Run:
@@ -159,6 +140,9 @@ class Run:
         self.listeners = list(listeners or [])
         self.run_dir: Path | None = None
         self.warnings: list[str] = []  # from collaborators (the control plane), for the log
+        self._resume_state: ResumeState | None = None
+        self._journal: Journal | None = None
+        self._lost_frames: list[str] = []
         self._errors: list[str] = []  # errors outside the executor (set-up), for the summary
 
     def _run_error(self, bus: EventBus, message: str) -> None:
@@ -249,12 +233,10 @@ class Run:
         resume: ResumeState | None = None
         run_dir: Path | None = None
         resumed_note = None
-        orphans: list[str] = []
         if self.opt.resume:
             run_dir = _find_resumable(runs, digest)
             if run_dir is not None:
                 resume = resume_state(run_dir / "journal.jsonl")
-                orphans = remove_orphans(resume)
             else:
                 resumed_note = "nothing to resume for this plan: starting a fresh run"
         if run_dir is None:
@@ -265,7 +247,8 @@ class Run:
                 n += 1
                 run_dir = runs / f"{stamp}-{_slug(self.plan.name)}-{n}"
             run_dir.mkdir(parents=True)
-            (run_dir / "run.json").write_text(json.dumps({
+            fsync_dir(runs)
+            atomic_write_text(run_dir / "run.json", json.dumps({
                 "plan": str(self.opt.plan_path) if self.opt.plan_path else None,
                 "plan_name": self.plan.name, "plan_digest": digest,
                 "started": datetime.now(UTC).isoformat(), "dry_run": self.opt.dry_run,
@@ -282,8 +265,17 @@ class Run:
         for note in self.warnings:
             bus.emit("warning", message=note)
         if resume is not None:
-            bus.emit("resume", run=run_dir.name, frames=len(resume.frames), orphans=orphans)
-        journal.record("run_start", resume=resume is not None, speed=self.clock.speed)
+            fixed = reconcile(resume, journal, data)
+            for message in fixed.messages:
+                bus.emit("warning", message=message)
+            bus.emit("resume", run=run_dir.name, frames=len(resume.frames),
+                     adopted=fixed.adopted, lost=fixed.lost,
+                     temp_files_removed=fixed.temps_removed)
+            self._lost_frames = fixed.lost
+        self._resume_state = resume
+        self._journal = journal
+        journal.record("run_start", resume=resume is not None, speed=self.clock.speed,
+                       plan_digest=digest)
         real_start = time.monotonic()
         clock_start = self.clock.monotonic()
         outcome = "failed"
@@ -323,8 +315,8 @@ class Run:
             if bus.write_error:
                 problems.append(f"{bus.write_error} ({bus.write_failures} events)")
             with _noting(problems, "summary.json"):
-                write_durably(run_dir / "summary.json",
-                              json.dumps(summary, indent=2, default=str))
+                atomic_write_text(run_dir / "summary.json",
+                                  json.dumps(summary, indent=2, default=str))
             bus.emit("run_end", outcome=outcome, lights=summary["frames"]["light"],
                      rig_safe=summary["rig_safe"])
             with _noting(problems, "console"):
@@ -447,10 +439,16 @@ class Run:
                 guider = await stack.enter_async_context(
                     _guider(eq, self.clock, devices.world, bus)
                 )
+            resume = self._resume_state
             frames = (
                 NullFrameStore() if self.opt.dry_run
-                else FrameStore(data, self.plan, eq, run_id)
+                else FrameStore(data, self.plan, eq, run_id,
+                                reserved=resume.used_paths if resume else (),
+                                notify=lambda kind, message: bus.emit(kind, message=message))
             )
+            if isinstance(frames, FrameStore):
+                frames.forget(self._lost_frames)
+                frames.catch_up(journalled_frames(data))
             stack.callback(frames.close)
             slots: dict[str, int] = {}
             if devices.filter_wheel is not None and eq.filter_wheel is not None:
@@ -469,7 +467,7 @@ class Run:
             if not self.opt.dry_run and any(t.stack for t in self.plan.targets):
                 from runner.engine.stacking_link import StackingLink
 
-                stacking = StackingLink(data, bus)
+                stacking = StackingLink(data, bus, self._journal, resume)
                 stack.push_async_callback(stacking.close)
             from runner.stacking.detect import measure_hfr
 
@@ -503,6 +501,7 @@ class Run:
     ) -> dict[str, Any]:
         ex = self.executor
         c = ex.counters if ex else None
+        frames, per_target = whole_night(self._resume_state, c)
         return {
             "plan": self.plan.name,
             "outcome": outcome,
@@ -513,14 +512,8 @@ class Run:
             "clock_seconds": round(self.clock.monotonic() - clock_start, 1),
             "speed": self.clock.speed,
             "dry_run": self.opt.dry_run,
-            "frames": {
-                "light": c.lights if c else 0,
-                "dark": c.darks if c else 0,
-                "flat": c.flats if c else 0,
-                "bias": c.biases if c else 0,
-                "skipped_on_resume": c.skipped_resume if c else 0,
-            },
-            "per_target": c.per_target if c else {},
+            "frames": frames,
+            "per_target": per_target,
             "dithers": c.dithers if c else 0,
             "dithers_skipped": c.dithers_skipped if c else 0,
             "autofocus_runs": c.autofocus_runs if c else 0,
@@ -534,6 +527,23 @@ def _html_report(run_dir: Path) -> None:
     from runner.report import write_html_report
 
     write_html_report(run_dir)
+
+
+def _read_events(path: Path) -> list[dict[str, Any]]:
+    """The event log for the report; a line torn by a kill in an earlier segment is skipped."""
+    events: list[dict[str, Any]] = []
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:  # a failing disk: the report shows what the summary holds
+        return events
+    for line in text.splitlines():
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(e, dict) and "event" in e:
+            events.append(e)
+    return events
 
 
 def _simulated(eq: Equipment) -> Equipment:

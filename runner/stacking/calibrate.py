@@ -50,6 +50,7 @@ from runner.errors import StackingError
 from runner.stacking.fitsio import FrameMeta, RowReader, read_frame
 from runner.stacking.output import atomic_write_bytes
 from runner.stacking.synthetic import BAYER_PATTERNS
+from runner.storage.durable import file_mode
 
 F32 = npt.NDArray[np.float32]
 Kind = Literal["bias", "dark", "flat"]
@@ -209,6 +210,7 @@ def write_fits_atomic(path: Path, data: npt.NDArray[np.generic], header: fits.He
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".fits", dir=path.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, file_mode())  # mkstemp's 0600 would stay on the renamed file
         fits.PrimaryHDU(data=data, header=header).writeto(tmp, overwrite=True)
         os.replace(tmp, path)
     except BaseException:

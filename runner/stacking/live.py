@@ -168,8 +168,15 @@ class LiveStacker:
         kappa: float = 3.0,
         camera: str | None = None,
         comment: str | None = None,
+        continue_id: str | None = None,
+        replay: Sequence[str | Path] = (),
     ) -> str:
         """Begin a new stack named ``name`` (seed 004's ``/api/stacker/start``).
+
+        ``continue_id`` carries on an earlier stack of that id (a resumed night) instead of
+        starting ``<name>_2``: its log is appended to and its results overwritten, and the
+        frames in ``replay`` (that stack's inputs, in order) are stacked first, so the result
+        covers the whole night.
 
         ``darks``/``flats``/``bias`` are master ids from ``calibration/index.json``;
         ``calibration`` is the plan's list of ids, sorted into those three by their kind.
@@ -202,7 +209,7 @@ class LiveStacker:
         with self._lock:
             if self._session is not None and self._session.log_file is not None:
                 self._close_log(self._session, {"event": "abandoned"})
-            stacking_id = self._unique_id(name)
+            stacking_id = continue_id or self._unique_id(name)
             self._session = _Session(
                 stacking_id=stacking_id,
                 settings=settings,
@@ -218,8 +225,15 @@ class LiveStacker:
             self._status = "stacking"
             self._queue = queue.Queue(maxsize=self.queue_size)
             self._open_log(self._session)
+            earlier = [Path(p) for p in replay]
+            if continue_id is not None:
+                self._log_event({"event": "continued", "replayed": len(earlier)})
+            if earlier:
+                self._counters.frames += len(earlier)
+                self._outstanding += len(earlier)
+                self._idle.clear()
             self._worker = threading.Thread(
-                target=self._run, name=f"stacker-{stacking_id}", daemon=True
+                target=self._run, args=(earlier,), name=f"stacker-{stacking_id}", daemon=True
             )
             self._worker.start()
         self._changed()
@@ -398,28 +412,33 @@ class LiveStacker:
 
     # ------------------------------------------------------------------ worker
 
-    def _run(self) -> None:
+    def _run(self, replay: Sequence[Path] = ()) -> None:
+        for path in replay:  # a continued stack's earlier inputs, before anything new
+            self._process(path, None)
         q = self._queue
         while True:
             item = q.get()
             if item is _STOP:
                 return
             assert isinstance(item, tuple)
-            try:
-                self._handle(*item)
-            except Exception as exc:  # a bug, not a bad frame: fail loudly, keep the counts
-                log.exception("live stacker failed")
-                with self._lock:
-                    self._status = "failed"
-                    self._error = f"{type(exc).__name__}: {exc}"
-                    self._log_event({"event": "error", "error": self._error})
-            finally:
-                with self._lock:
-                    self._outstanding -= 1
-                    if self._outstanding <= 0:
-                        self._outstanding = 0
-                        self._idle.set()
-                self._changed()
+            self._process(*item)
+
+    def _process(self, item: Submittable, meta: FrameMeta | None) -> None:
+        try:
+            self._handle(item, meta)
+        except Exception as exc:  # a bug, not a bad frame: fail loudly, keep the counts
+            log.exception("live stacker failed")
+            with self._lock:
+                self._status = "failed"
+                self._error = f"{type(exc).__name__}: {exc}"
+                self._log_event({"event": "error", "error": self._error})
+        finally:
+            with self._lock:
+                self._outstanding -= 1
+                if self._outstanding <= 0:
+                    self._outstanding = 0
+                    self._idle.set()
+            self._changed()
 
     def _handle(self, item: Submittable, meta: FrameMeta | None) -> None:
         session = self._session

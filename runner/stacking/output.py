@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ import tifffile
 from PIL import Image
 
 from runner.stacking.stretch import StretchParams, stretch, to_uint8
+from runner.storage.durable import atomic_write_bytes as _atomic_write_bytes
 
 F32 = npt.NDArray[np.float32]
 
@@ -41,15 +40,8 @@ class StackPaths:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Whole or not at all, with the mode frames get (0644 under the usual umask)."""
+    _atomic_write_bytes(path, data)
 
 
 def display_image(stack: F32, params: StretchParams, *, flip: bool = False) -> F32:

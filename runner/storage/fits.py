@@ -26,6 +26,7 @@ GUIDERMS                   total guiding RMS during the exposure (GUIDUNIT: 'arc
 GUIDRMSR, GUIDRMSD         guiding RMS in RA and Dec, same unit; GUIDFRMS guide frames counted
 HFR, STARS                 median half-flux radius (px) and number of detected stars, if measured
 SWCREATE                   'Nightrunner <version>'
+NRRUN, NRFRAME             run (``runs/<id>``) and the plan's frame key (read by ``--resume``)
 =========================  ===============================================================
 
 Atomic write: the file is written under a hidden temporary name in the target directory,
@@ -50,6 +51,7 @@ import numpy as np
 from astropy.io import fits
 
 from runner.devices.interfaces import Frame, GuideStats
+from runner.storage.durable import fsync_dir
 
 HeaderValue = str | int | float | bool
 
@@ -89,6 +91,11 @@ class FrameMeta:
     guiding: GuideStats | None = None
     hfr: float | None = None  # px
     star_count: int | None = None
+    #: Which run took the frame and which frame of the plan it is (the journal's key): a frame
+    #: on disk names itself, so ``--resume`` can keep one the journal lost (torn, cut, or a
+    #: crash between the rename and the journal entry) instead of taking it again.
+    run_id: str | None = None
+    frame_key: str | None = None
     #: Further cards (upper-case keyword ≤ 8 characters → value), written last.
     extra: Mapping[str, HeaderValue] = field(default_factory=dict)
 
@@ -177,20 +184,13 @@ def build_header(frame: Frame, meta: FrameMeta | None = None) -> fits.Header:
     put("HFR", None if m.hfr is None else round(float(m.hfr), 3), "[px] median half-flux radius")
     put("STARS", m.star_count, "stars detected")
     put("SWCREATE", SOFTWARE, "acquisition software")
+    # no comments: run ids and frame keys can be long, and a long string with a comment makes
+    # astropy truncate the comment with a warning (the values continue on CONTINUE cards)
+    put("NRRUN", m.run_id, "")
+    put("NRFRAME", m.frame_key, "")
     for key, value in m.extra.items():
         put(key.upper(), value, "")
     return h
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory handles
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_hdu(hdu: fits.PrimaryHDU, fh: IO[bytes]) -> None:
@@ -229,7 +229,7 @@ def write_fits(path: str | os.PathLike[str], frame: Frame, meta: FrameMeta | Non
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
     return final
 
 

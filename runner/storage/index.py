@@ -4,7 +4,10 @@ persistence & recall").
 One row per file, keyed by its path relative to the data directory, so the data directory
 can move. The engine adds a row after the FITS file is renamed into place; the control plane
 and the night report query it while a run is going: WAL journaling lets readers proceed while
-the engine writes. Times are stored as UTC ISO text (sortable), temperatures °C, exposures s,
+the engine writes. The index is derived data: the engine writes it from a worker
+(:mod:`runner.storage.index_writer`) that waits out a lock instead of stopping the night, and
+:func:`runner.storage.recover.index_missing` adds frames it missed from their FITS headers.
+Times are stored as UTC ISO text (sortable), temperatures °C, exposures s,
 guiding RMS in ``guide_unit``.
 
 Blocking (sqlite3): the engine calls it off the event loop or accepts the ~1 ms per frame.
@@ -132,6 +135,21 @@ def _ts(when: datetime) -> str:
     return when.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
 
 
+def relative_path(data_dir: Path, path: str | Path) -> str:
+    """``path`` (absolute, or relative to ``data_dir``) as the index stores it.
+
+    Raises:
+        ValueError: ``path`` is outside ``data_dir``.
+    """
+    p = Path(path)
+    if p.is_absolute():
+        try:
+            p = p.resolve().relative_to(data_dir.resolve())
+        except ValueError as exc:
+            raise ValueError(f"{path} is not inside the data directory {data_dir}") from exc
+    return p.as_posix()
+
+
 @dataclass(frozen=True)
 class Summary:
     """Integration per target, filter and frame type."""
@@ -150,7 +168,9 @@ class ImageIndex:
     itself (a path ending in ``.sqlite``/``.db``); stored paths are relative to its directory.
     """
 
-    def __init__(self, location: str | Path, *, filename: str = INDEX_FILENAME) -> None:
+    def __init__(
+        self, location: str | Path, *, filename: str = INDEX_FILENAME, busy_timeout: float = 5.0
+    ) -> None:
         loc = Path(location)
         is_file = loc.suffix in (".sqlite", ".db", ".sqlite3") or loc.is_file()
         self.path = loc if is_file else loc / filename
@@ -159,16 +179,24 @@ class ImageIndex:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._migrate()
+        try:
+            with self._lock:
+                self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+                self._db.execute("PRAGMA journal_mode=WAL")
+                # FULL: a row the engine added survives a power cut or a failing disk with
+                # the frame it describes (NORMAL may roll the last commits back)
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._migrate()
+        except BaseException:
+            self._db.close()
+            raise
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise RuntimeError(f"{self.path} was written by a newer Nightrunner (schema {version})")
+        if version == SCHEMA_VERSION:
+            return  # nothing to write: opening must not need the lock another writer holds
         cols = ",\n  ".join(f"{c} {_SQL_TYPES[c]}" for c in _COLUMNS)
         self._db.executescript(
             f"""
@@ -210,15 +238,8 @@ class ImageIndex:
         run_id: str | None = None,
     ) -> int:
         """Record a frame just written to ``path`` (absolute, or relative to the data dir)."""
-        p = Path(path)
-        if p.is_absolute():
-            try:
-                p = p.resolve().relative_to(self.data_dir.resolve())
-            except ValueError as exc:
-                raise ValueError(
-                    f"{path} is not inside the data directory {self.data_dir}"
-                ) from exc
-        return self.add(ImageRecord.from_frame(frame, p.as_posix(), meta, run_id=run_id))
+        rel = self.relative(path)
+        return self.add(ImageRecord.from_frame(frame, rel, meta, run_id=run_id))
 
     def remove(self, path: str | PurePosixPath) -> bool:
         with self._lock:
@@ -299,6 +320,15 @@ class ImageIndex:
         )
         with self._lock:
             return int(self._db.execute(f"SELECT COUNT(*) FROM images{where}", args).fetchone()[0])
+
+    def paths(self) -> set[str]:
+        """Every indexed path (relative, '/' separated)."""
+        with self._lock:
+            return {r[0] for r in self._db.execute("SELECT path FROM images").fetchall()}
+
+    def relative(self, path: str | Path) -> str:
+        """``path`` as the index stores it. Raises ValueError outside the data directory."""
+        return relative_path(self.data_dir, path)
 
     def targets(self) -> list[str]:
         with self._lock:

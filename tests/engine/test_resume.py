@@ -8,9 +8,15 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
-from runner.engine.journal import Journal, remove_orphans, resume_state
+import numpy as np
+
+from runner.devices.interfaces import Frame, RoiBox
+from runner.engine.journal import Journal, resume_state
+from runner.engine.reconcile import reconcile
+from runner.storage.fits import FrameMeta, write_fits
 from tests.engine.conftest import CLUSTER, Rig
 
 NR = str(Path(sys.executable).parent / "nightrunner")
@@ -69,7 +75,7 @@ def test_kill_9_mid_frame_then_resume_gives_the_exact_frame_set(rig: Rig) -> Non
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["frames"]["skipped_on_resume"] == before
-    assert summary["frames"]["light"] == 16 - before
+    assert summary["frames"]["light"] == 16  # the whole night, both segments
     names = sorted(p.name for p in rig.fits())
     assert names == EXPECTED
     # the resumed run continues the journal of the interrupted one
@@ -90,23 +96,52 @@ def test_resume_restores_the_dither_counter(rig: Rig) -> None:
     assert counters[:7] == [1, 2, 3, 1, 2, 3, 1]
 
 
-def test_a_frame_written_but_not_journalled_is_removed_and_retaken(tmp_path: Path) -> None:
+def test_a_frame_written_but_not_journalled_is_kept_not_retaken(tmp_path: Path) -> None:
+    """A crash between the rename and the journal entry: the file is whole and names its
+    frame, so the resume journals it instead of deleting it and taking it again."""
     run_dir = tmp_path / "runs" / "r1"
     j = Journal(run_dir / "journal.jsonl")
-    done = tmp_path / "a_0001.fits"
-    orphan = tmp_path / "a_0002.fits"
-    done.write_bytes(b"x")
-    orphan.write_bytes(b"y")
+    done, kept = tmp_path / "a_0001.fits", tmp_path / "a_0002.fits"
+    frame = Frame(data=np.zeros((8, 8), np.uint16), exposure=1.0, start=datetime.now(UTC),
+                  frame_type="light", binning=1, gain=0, offset=0, ccd_temp=None,
+                  set_temp=None, roi=RoiBox(0, 0, 8, 8))
+    write_fits(done, frame, FrameMeta(run_id="r1", frame_key="k0"))
+    write_fits(kept, frame, FrameMeta(run_id="r1", frame_key="k1", object_name="M 1"))
     j.record("writing", key="k0", path=str(done))
     j.record("frame", key="k0", path=str(done), triggers={"frames_since_dither": 1})
-    j.record("writing", key="k1", path=str(orphan))  # crash after rename, before journal
-    j.close()
+    j.record("writing", key="k1", path=str(kept))  # crash after rename, before journal
     with (run_dir / "journal.jsonl").open("ab") as f:
         f.write(b'{"type": "frame", "key": "k1", "pa')  # a torn last line
     state = resume_state(run_dir / "journal.jsonl")
     assert set(state.frames) == {"k0"} and state.trigger_state == {"frames_since_dither": 1}
-    assert remove_orphans(state) == [str(orphan)]
-    assert done.exists() and not orphan.exists()
+    assert state.unreadable_lines == 1
+    j = Journal(run_dir / "journal.jsonl")  # cuts the torn tail: the next entry is whole
+    fixed = reconcile(state, j, tmp_path)
+    j.record("run_start")
+    j.close()
+    assert fixed.adopted == [str(kept)] and done.exists() and kept.exists()
+    again = resume_state(run_dir / "journal.jsonl")
+    assert again.frames == {"k0": str(done), "k1": str(kept)}
+    assert again.details["k1"]["target"] == "M 1" and again.unreadable_lines == 0
+
+
+def test_a_journal_cut_to_nothing_still_keeps_the_frames_on_disk(tmp_path: Path) -> None:
+    run_dir = tmp_path / "runs" / "r1"
+    run_dir.mkdir(parents=True)
+    (run_dir / "run.json").write_text(json.dumps({"started": datetime.now(UTC).isoformat()}))
+    frame = Frame(data=np.zeros((8, 8), np.uint16), exposure=1.0, start=datetime.now(UTC),
+                  frame_type="light", binning=1, gain=0, offset=0, ccd_temp=None,
+                  set_temp=None, roi=RoiBox(0, 0, 8, 8))
+    ours, other = tmp_path / "L" / "a_0001.fits", tmp_path / "L" / "b_0001.fits"
+    write_fits(ours, frame, FrameMeta(run_id="r1", frame_key="k0"))
+    write_fits(other, frame, FrameMeta(run_id="r0", frame_key="k0"))  # another run's
+    (run_dir / "journal.jsonl").write_bytes(b"")
+    state = resume_state(run_dir / "journal.jsonl")
+    j = Journal(run_dir / "journal.jsonl")
+    fixed = reconcile(state, j, tmp_path)
+    j.close()
+    assert fixed.adopted == [str(ours)] and state.frames == {"k0": str(ours)}
+    assert other.exists()
 
 
 def test_resume_without_an_interrupted_run_starts_fresh(rig: Rig) -> None:
