@@ -32,6 +32,7 @@ class EventBus:
         if log_path is not None:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            _end_torn_line(log_path, self._fd)
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -70,3 +71,14 @@ class EventBus:
             with contextlib.suppress(OSError):  # a failing disk reports errors at close too
                 os.close(self._fd)
             self._fd = -1
+
+
+def _end_torn_line(path: Path, fd: int) -> None:
+    """A kill -9 can leave the log's last line half-written; a resumed night appends to the
+    same log, and its first event must start on a line of its own (readers skip the torn one)."""
+    with contextlib.suppress(OSError), path.open("rb") as f:
+        if f.seek(0, os.SEEK_END) == 0:
+            return
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) != b"\n":
+            os.write(fd, b"\n")

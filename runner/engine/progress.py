@@ -6,7 +6,7 @@ Both are event listeners; neither can slow or stop the run.
 from __future__ import annotations
 
 import sys
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any, TextIO
 
 PLAIN_EVENTS = {
@@ -35,6 +35,8 @@ def _describe(e: dict[str, Any]) -> str:
         plural = "" if len(orphans) == 1 else "s"
         removed = f"; removed {len(orphans)} unjournalled file{plural}: {shown}" if orphans else ""
         return f"resuming run {e.get('run')}: {e.get('frames')} frames already taken{removed}"
+    if ev == "slewed" and e.get("ra") is not None and e.get("dec") is not None:
+        return f"slewed to RA {_hms(float(e['ra']))} Dec {_dms(float(e['dec']))}"
     if ev == "autofocus":
         best = e.get("best_position", e.get("position"))
         return f"autofocus → {best} (HFR {e.get('hfr', e.get('final_hfr', '?'))})"
@@ -42,16 +44,41 @@ def _describe(e: dict[str, Any]) -> str:
     return f"{ev} {fields}".rstrip()
 
 
-class PlainProgress:
-    """One line per meaningful event, for logs and cron mail."""
+def _hms(ra_deg: float) -> str:
+    """Right ascension as astronomers read it (the engine keeps degrees)."""
+    total = round((ra_deg % 360.0) / 15.0 * 3600.0)
+    h, rest = divmod(total, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{h % 24:02d}h{m:02d}m{sec:02d}s"
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+
+def _dms(dec_deg: float) -> str:
+    sign = "-" if dec_deg < 0 else "+"
+    total = round(abs(dec_deg) * 3600.0)
+    d, rest = divmod(total, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{sign}{d:02d}°{m:02d}′{sec:02d}″"
+
+
+class PlainProgress:
+    """One line per meaningful event, for logs and cron mail, stamped in the site's time (as
+    the estimate and the plan's clock times are), with the zone named once at the start."""
+
+    def __init__(self, stream: TextIO | None = None, tz: tzinfo | None = None) -> None:
         self.stream = stream or sys.stdout
+        self.tz = tz
+        self._zone_told = False
 
     def __call__(self, e: dict[str, Any]) -> None:
         if e["event"] not in PLAIN_EVENTS:
             return
-        stamp = datetime.fromisoformat(e["time"]).strftime("%H:%M:%S")
+        when = datetime.fromisoformat(e["time"])
+        if self.tz is not None:
+            when = when.astimezone(self.tz)
+            if not self._zone_told:
+                self._zone_told = True
+                print(f"(times are site time, {when.tzname()})", file=self.stream, flush=True)
+        stamp = when.strftime("%H:%M:%S")
         print(f"{stamp} {_describe(e)}", file=self.stream, flush=True)
 
 
@@ -93,7 +120,10 @@ class RichProgress:
         if ev == "phase":
             i["phase"] = e["phase"]
         elif ev == "state":
+            # the state names the phase too ("imaging:expose"): no "phase" event announces
+            # imaging, so the panel used to say "startup" all night
             i["state"] = e["state"]
+            i["phase"] = str(e["state"]).split(":", 1)[0]
         elif ev == "target_start":
             i["target"] = e["target"]
         elif ev == "exposure_start":

@@ -411,7 +411,7 @@ class Run:
             return rp.close
         from runner.engine.progress import PlainProgress
 
-        bus.subscribe(PlainProgress())
+        bus.subscribe(PlainProgress(tz=_site_tz(self.plan)))
         return lambda: None
 
     # ------------------------------------------------------------------ collaborators

@@ -52,3 +52,56 @@ def test_a_resume_is_announced_with_the_files_it_removed() -> None:
                       "orphans": ["M81/L/M81_L_30s_0009.fits"]})
     assert line == ("resuming run 20261125-190000-demo: 8 frames already taken; removed 1 "
                     "unjournalled file: M81/L/M81_L_30s_0009.fits")
+
+
+def test_console_lines_speak_site_time_and_sexagesimal_coordinates() -> None:
+    import io
+    from zoneinfo import ZoneInfo
+
+    from runner.engine.progress import PlainProgress
+
+    out = io.StringIO()
+    show = PlainProgress(out, tz=ZoneInfo("Europe/Amsterdam"))
+    show({"event": "slewed", "time": "2026-11-25T19:00:05+00:00", "ra": 12.1083, "dec": 85.245})
+    show({"event": "frame", "time": "2026-11-25T19:05:00+00:00", "type": "light", "filter": "L",
+          "exposure": 30.0, "hfr": 2.123456, "guiding_rms": None, "path": "M/L/x.fits"})
+    assert out.getvalue().splitlines() == [
+        "(times are site time, CET)",
+        "20:00:05 slewed to RA 00h48m26s Dec +85°14′42″",
+        "20:05:00 frame light L 30s HFR 2.12px → M/L/x.fits",
+    ]
+
+
+def test_the_panel_follows_the_phase_all_night() -> None:
+    import io
+
+    from rich.console import Console
+
+    from runner.engine.progress import RichProgress
+
+    panel = RichProgress(4, console=Console(file=io.StringIO(), force_terminal=False))
+    try:
+        panel({"event": "phase", "phase": "startup", "time": "2026-11-25T19:00:00+00:00"})
+        panel({"event": "state", "state": "imaging:expose", "time": "2026-11-25T19:01:00+00:00"})
+        assert panel.info["phase"] == "imaging"
+        panel({"event": "state", "state": "shutdown:park", "time": "2026-11-25T23:00:00+00:00"})
+        assert panel.info["phase"] == "shutdown"
+    finally:
+        panel.close()
+
+
+def test_a_torn_event_line_from_a_killed_night_does_not_swallow_the_next_event(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    from runner.engine.events import EventBus
+
+    log = tmp_path / "events.jsonl"
+    log.write_text('{"event": "frame", "time": "2026-11-25T19:00:00+00:00"}\n{"event": "fra')
+    bus = EventBus(log)
+    bus.emit("resume", run="r", frames=1)
+    bus.close()
+    lines = log.read_text().splitlines()
+    assert lines[1] == '{"event": "fra'
+    assert json.loads(lines[2])["event"] == "resume"
