@@ -79,8 +79,19 @@ async def bare_loop(
             gain=frame.gain,
             binning=frame.binning,
         )
-        paths.append(await asyncio.to_thread(write_fits, frame_path(data_dir, rel), frame, meta))
+        paths.append(await asyncio.to_thread(_measure_and_write, frame_path(data_dir, rel),
+                                             frame, meta))
     return paths
+
+
+def _measure_and_write(path: Path, frame: Frame, meta: FrameMeta) -> Path:
+    """What the engine stores for every light: the file with its HFR card."""
+    from dataclasses import replace
+
+    from runner.stacking.detect import measure_hfr
+
+    hfr = measure_hfr(frame.data) if frame.frame_type == "light" else None
+    return write_fits(path, frame, replace(meta, hfr=None if hfr is None else round(hfr, 2)))
 
 
 def _measure(width: int, height: int, n: int) -> None:
