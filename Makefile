@@ -23,8 +23,9 @@ lint:
 typecheck:
 	$(VENV)/bin/mypy
 
+# two workers, each taking whole files (a file's servers and fixtures stay on one worker)
 pytest:
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 test: install-test lint typecheck pytest
 

@@ -120,10 +120,12 @@ def run(
         str, typer.Option(help="auto | rich | plain | none (auto: rich on a terminal).")
     ] = "auto",
     rpc: Annotated[
-        str, typer.Option(help="Control plane HTTP/WebSocket address (HOST:PORT).")
+        str, typer.Option(help="Control plane HTTP/WebSocket address (HOST:PORT).",
+                          envvar="NIGHTRUNNER_RPC")
     ] = "127.0.0.1:8765",
     tcp: Annotated[
-        str, typer.Option(help="pyastroimageview TCP line protocol address (HOST:PORT).")
+        str, typer.Option(help="pyastroimageview TCP line protocol address (HOST:PORT).",
+                          envvar="NIGHTRUNNER_TCP")
     ] = "127.0.0.1:8800",
     no_rpc: Annotated[
         bool, typer.Option("--no-rpc", help="Serve no control plane for this night.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -9,6 +10,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Every `nightrunner run` a test starts serves its control plane on free ports, so tests that
+# run at the same time (pytest-xdist, or another checkout's suite) never fight over the default
+# 8765/8800. Tests of the control plane pass their addresses explicitly.
+os.environ.setdefault("NIGHTRUNNER_RPC", "127.0.0.1:0")
+os.environ.setdefault("NIGHTRUNNER_TCP", "127.0.0.1:0")
 
 
 @pytest.fixture

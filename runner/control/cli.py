@@ -157,8 +157,10 @@ def register(app: typer.Typer) -> None:
                                                       "(default: the simulators).")] = None,
         data_dir: Annotated[Path, typer.Option(help="Frames, index and runs.")]
         = Path("nightrunner-data"),
-        rpc: Annotated[str, typer.Option(help="HTTP/WebSocket address.")] = "127.0.0.1:8765",
-        tcp: Annotated[str, typer.Option(help="Seed 000 TCP address.")] = "127.0.0.1:8800",
+        rpc: Annotated[str, typer.Option(help="HTTP/WebSocket address.",
+                                         envvar="NIGHTRUNNER_RPC")] = "127.0.0.1:8765",
+        tcp: Annotated[str, typer.Option(help="Seed 000 TCP address.",
+                                         envvar="NIGHTRUNNER_TCP")] = "127.0.0.1:8800",
         token_file: Annotated[Path | None, typer.Option(help="Token file "
                                                        "(else $NIGHTRUNNER_TOKEN).")] = None,
         tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate (PEM).")] = None,

@@ -74,7 +74,10 @@ def test_the_report_page_shows_the_night_the_journal_recorded(tmp_path: Path) ->
     assert shown["light_frames"] == len(lights) == 6
     assert {(f["filter"], f["taken"]) for f in shown["frames"]} == {("L", 3), ("R", 3)}
     assert {i["filter"]: i["seconds"] for i in shown["integration_s"]} == {"L": 90, "R": 90}
-    assert shown["dithers"] == sum(e["event"] == "dithered" for e in events) >= 2
+    dithered = sum(e["event"] == "dithered" for e in events)
+    assert shown["dithers"] == dithered
+    # two dithers were due; on a busy machine the guider may not be guiding at one of them
+    assert dithered + result.summary["dithers_skipped"] >= 2
     assert shown["autofocus_runs"] == sum(e["event"] == "autofocus" for e in events) == 1
     assert [str(x) for x in (shown["light_frames"], shown["autofocus_runs"],
                              shown["dithers"])] == page.cells[:3]
