@@ -20,8 +20,16 @@ def _stats(values: list[float]) -> str:
             f"worst {max(values):.2f}")
 
 
-def _hhmm(iso: str | None) -> str:
-    return iso[11:19] if iso else "?"
+def _local(iso: str | None, zone: str | None) -> str:
+    """An event's engine-clock instant as site time (as the estimate and the plan speak)."""
+    if not iso:
+        return "?"
+    if not zone:
+        return iso[11:19]
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    return datetime.fromisoformat(iso).astimezone(ZoneInfo(zone)).strftime("%H:%M:%S")
 
 
 def render(summary: dict[str, Any], events: list[dict[str, Any]]) -> str:
@@ -30,10 +38,11 @@ def render(summary: dict[str, Any], events: list[dict[str, Any]]) -> str:
     if summary.get("abort_reason"):
         outcome += f" ({summary['abort_reason']})"
     clocks = [e["clock"] for e in events if "clock" in e]
+    zone = summary.get("site_timezone")
     lines += [
         f"- outcome: **{outcome}**",
-        f"- night: {_hhmm(clocks[0] if clocks else None)} → "
-        f"{_hhmm(clocks[-1] if clocks else None)} UTC "
+        f"- night: {_local(clocks[0] if clocks else None, zone)} → "
+        f"{_local(clocks[-1] if clocks else None, zone)} {zone or 'UTC'} "
         f"({summary['clock_seconds'] / 3600:.2f} h; speed {summary['speed']:g}×)",
         f"- frames: {summary['frames']['light']} light, {summary['frames']['dark']} dark, "
         f"{summary['frames']['flat']} flat, {summary['frames']['bias']} bias"
@@ -88,7 +97,7 @@ def render(summary: dict[str, Any], events: list[dict[str, Any]]) -> str:
     if problems:
         lines += ["## Problems", ""]
         for e in problems[:200]:
-            lines.append(f"- {_hhmm(e.get('clock'))} {e['event']}: {e['message']}")
+            lines.append(f"- {_local(e.get('clock'), zone)} {e['event']}: {e['message']}")
         if len(problems) > 200:
             lines.append(f"- … and {len(problems) - 200} more in events.jsonl")
         lines.append("")

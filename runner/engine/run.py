@@ -100,6 +100,27 @@ def _find_resumable(runs: Path, digest: str) -> Path | None:
     return None
 
 
+def _why_nothing_to_resume(runs: Path, digest: str, plan_path: Path | None, name: str) -> str:
+    """The message for a --resume that finds nothing: a plan edited since its interrupted run
+    is the common case, and the user must hear that the edit is why."""
+    fresh = "starting a fresh run"
+    if not runs.is_dir():
+        return f"nothing to resume for this plan: {fresh}"
+    wanted = str(plan_path) if plan_path else None
+    for d in sorted((p for p in runs.iterdir() if p.is_dir()), reverse=True):
+        try:
+            info = json.loads((d / "run.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(info, dict) or info.get("plan_digest") == digest:
+            continue
+        same = (wanted is not None and info.get("plan") == wanted) or info.get("plan_name") == name
+        if same and not resume_state(d / "journal.jsonl").finished:
+            return (f"the plan changed since its interrupted run {d.name}: a changed plan "
+                    f"is not resumed (that run's frames stay on disk); {fresh}")
+    return f"nothing to resume for this plan: {fresh}"
+
+
 def _run_digest(run_dir: Path) -> str | None:
     try:
         info = json.loads((run_dir / "run.json").read_text())
@@ -238,7 +259,8 @@ class Run:
             if run_dir is not None:
                 resume = resume_state(run_dir / "journal.jsonl")
             else:
-                resumed_note = "nothing to resume for this plan: starting a fresh run"
+                resumed_note = _why_nothing_to_resume(runs, digest, self.opt.plan_path,
+                                                      self.plan.name)
         if run_dir is None:
             stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
             run_dir = runs / f"{stamp}-{_slug(self.plan.name)}"
@@ -311,6 +333,9 @@ class Run:
             unsafe = self.executor.unsafe if self.executor else []
             summary["errors"] = [*summary["errors"], *self._errors]
             summary["rig_safe"] = not unsafe
+            summary["site_timezone"] = None
+            with contextlib.suppress(Exception):  # only a label for the report's times
+                summary["site_timezone"] = getattr(_site_tz(self.plan), "key", None)
             summary["rig_unsafe_reasons"] = list(unsafe)
             if bus.write_error:
                 problems.append(f"{bus.write_error} ({bus.write_failures} events)")

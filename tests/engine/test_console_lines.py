@@ -105,3 +105,16 @@ def test_a_torn_event_line_from_a_killed_night_does_not_swallow_the_next_event(
     lines = log.read_text().splitlines()
     assert lines[1] == '{"event": "fra'
     assert json.loads(lines[2])["event"] == "resume"
+
+
+def test_the_report_gives_the_night_in_site_time() -> None:
+    from runner.engine.report import render
+
+    summary = {"plan": "p", "outcome": "completed", "clock_seconds": 3600.0, "speed": 1.0,
+               "site_timezone": "Europe/Amsterdam", "dithers": 0, "dithers_skipped": 0,
+               "autofocus_runs": 0, "retries": 0, "per_target": {}, "errors": [],
+               "data_dir": "d", "run_dir": "d/runs/r",
+               "frames": {"light": 0, "dark": 0, "flat": 0, "bias": 0, "skipped_on_resume": 0}}
+    events = [{"event": "phase", "clock": "2026-11-25T19:00:00+00:00"},
+              {"event": "run_end", "clock": "2026-11-25T20:00:00+00:00"}]
+    assert "- night: 20:00:00 → 21:00:00 Europe/Amsterdam (1.00 h" in render(summary, events)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -152,3 +154,22 @@ def test_resume_without_an_interrupted_run_starts_fresh(rig: Rig) -> None:
     events = rig.events(again)
     assert any("nothing to resume" in e.get("message", "") for e in events)
     assert again.summary["frames"]["light"] == 16
+
+
+def test_resuming_an_edited_plan_says_the_edit_is_why_it_starts_fresh(rig: Rig) -> None:
+    plan = _plan(rig)
+    run = rig.make_run(plan)
+
+    def abort_at_first_frame(event: dict[str, Any]) -> None:
+        if event["event"] == "frame":
+            run.abort("test abort")
+
+    run.listeners.append(abort_at_first_frame)
+    first = asyncio.run(run.execute())
+    assert first.outcome == "aborted"
+    plan.write_text(plan.read_text().replace("count: 4", "count: 3"))
+    again = rig.run(plan, resume=True)
+    notes = [e["message"] for e in rig.events(again) if e["event"] == "warning"]
+    assert (f"the plan changed since its interrupted run {first.run_dir.name}: a changed plan "
+            "is not resumed (that run's frames stay on disk); starting a fresh run") in notes
+    assert again.run_dir != first.run_dir
