@@ -579,10 +579,15 @@ class Executor:
             leaf.id, leaf.kind, leaf.policy, timeout, lambda: self._do_leaf(leaf, scope)
         ))
         self._step = (leaf, work)
+        me = asyncio.current_task()
         try:
-            return await work
+            ok = await work
+            if me is not None and me.cancelling():
+                # the abort reached the step's task and something in it swallowed it (a
+                # timeout finishing in the same iteration): the night must stop all the same
+                raise asyncio.CancelledError
+            return ok
         except asyncio.CancelledError:
-            me = asyncio.current_task()
             if self._skip_step_reason is None or (me is not None and me.cancelling()):
                 raise
             reason, self._skip_step_reason = self._skip_step_reason, None
