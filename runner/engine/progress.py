@@ -39,7 +39,9 @@ def _describe(e: dict[str, Any]) -> str:
         return f"slewed to RA {_hms(float(e['ra']))} Dec {_dms(float(e['dec']))}"
     if ev == "autofocus":
         best = e.get("best_position", e.get("position"))
-        return f"autofocus → {best} (HFR {e.get('hfr', e.get('final_hfr', '?'))})"
+        hfr = e.get("hfr", e.get("final_hfr"))
+        shown = f"{hfr:.2f} px" if isinstance(hfr, int | float) else "?"
+        return f"autofocus → {best} (HFR {shown})"
     fields = " ".join(f"{k}={v}" for k, v in e.items() if k not in ("event", "time", "clock"))
     return f"{ev} {fields}".rstrip()
 

@@ -65,10 +65,13 @@ def test_console_lines_speak_site_time_and_sexagesimal_coordinates() -> None:
     show({"event": "slewed", "time": "2026-11-25T19:00:05+00:00", "ra": 12.1083, "dec": 85.245})
     show({"event": "frame", "time": "2026-11-25T19:05:00+00:00", "type": "light", "filter": "L",
           "exposure": 30.0, "hfr": 2.123456, "guiding_rms": None, "path": "M/L/x.fits"})
+    show({"event": "autofocus", "time": "2026-11-25T19:10:00+00:00", "best_position": 25251,
+          "hfr": 1.4728638597302155})
     assert out.getvalue().splitlines() == [
         "(times are site time, CET)",
         "20:00:05 slewed to RA 00h48m26s Dec +85°14′42″",
         "20:05:00 frame light L 30s HFR 2.12px → M/L/x.fits",
+        "20:10:00 autofocus → 25251 (HFR 1.47 px)",
     ]
 
 
