@@ -39,8 +39,8 @@ def _describe(e: dict[str, Any]) -> str:
         return f"slewed to RA {_hms(float(e['ra']))} Dec {_dms(float(e['dec']))}"
     if ev == "autofocus":
         best = e.get("best_position", e.get("position"))
-        hfr = e.get("hfr", e.get("final_hfr"))
-        shown = f"{hfr:.2f} px" if isinstance(hfr, int | float) else "?"
+        value = e.get("hfr", e.get("final_hfr"))
+        shown = f"{value:.2f} px" if isinstance(value, int | float) else "?"
         return f"autofocus → {best} (HFR {shown})"
     fields = " ".join(f"{k}={v}" for k, v in e.items() if k not in ("event", "time", "clock"))
     return f"{ev} {fields}".rstrip()
