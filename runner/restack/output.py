@@ -18,7 +18,7 @@ import numpy as np
 from astropy.io import fits
 
 from runner.restack.select import Group
-from runner.restack.tasks import GroupSpec, Reference, TileResult, assemble, FrameReport
+from runner.restack.tasks import FrameReport, GroupSpec, Reference, TileResult, assemble
 from runner.stacking.calibrate import write_fits_atomic
 from runner.stacking.output import atomic_write_bytes, write_result
 from runner.stacking.stretch import StretchParams

@@ -40,8 +40,8 @@ class Target:
 
 
 def run_in_process(plan: Plan, on_report: OnReport | None = None) -> list[GroupSummary]:
-    import dask
     from dask.callbacks import Callback
+    from dask.local import get_sync
 
     def posttask(key: Any, result: Any, *_: Any) -> None:
         where = plan.reports.get(key)
@@ -49,7 +49,7 @@ def run_in_process(plan: Plan, on_report: OnReport | None = None) -> list[GroupS
             on_report(where[0], result)
 
     with Callback(posttask=posttask):
-        out = dask.get(plan.dsk, plan.writes)
+        out = get_sync(plan.dsk, plan.writes)
     return list(out)
 
 

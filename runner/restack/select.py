@@ -158,5 +158,6 @@ def select_groups(
             if v is not None
         )
         where = ", ".join(str(d) for d in data_dirs)
-        raise StackingError(f"no light frames in the index of {where}" + (f" ({what})" if what else ""))
+        detail = f" ({what})" if what else ""
+        raise StackingError(f"no light frames in the index of {where}{detail}")
     return groups

@@ -54,7 +54,8 @@ def write_archive(
                         dy=float(rng.uniform(-6, 6)),
                         rotation_deg=float(rng.uniform(-0.3, 0.3)) + (180.0 if n == 2 else 0.0),
                     )
-                    data = sensor.light(field, exposure, transform=tr, seed=int(rng.integers(1e9)))
+                    frame_seed = int(rng.integers(1_000_000_000))
+                    data = sensor.light(field, exposure, transform=tr, seed=frame_seed)
                     rel = Path(target) / filt / f"{target}_{filt}_{exposure:g}s_{n}{k:04d}.fits"
                     _write(data_dir / rel, data, "Light Frame", exposure, when, target, filt)
                     index.add(
