@@ -21,6 +21,7 @@ from runner.restack.tasks import FrameReport
 
 OnReport = Callable[[int, FrameReport], None]  # (group index, report)
 
+CONNECT_TIMEOUT_S = 10.0  # to reach a scheduler given with --scheduler
 TINY_JOB_FRAMES = 24  # fewer frames than this: in-process (a cluster costs ~2 s to start)
 
 
@@ -79,7 +80,7 @@ def connect(target: Target) -> Iterator[Any]:
     from distributed import Client, LocalCluster
 
     if target.scheduler is not None:
-        with Client(target.scheduler, timeout="20s") as client:
+        with Client(target.scheduler, timeout=f"{CONNECT_TIMEOUT_S}s") as client:
             yield client
         return
     n = target.workers or os.cpu_count() or 1

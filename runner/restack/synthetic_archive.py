@@ -1,6 +1,7 @@
 """A season's archive on disk, for the re-stack's tests and benchmarks.
 
-Nights × filters × frames of one synthetic star field (:mod:`runner.stacking.synthetic`),
+Nights × filters × frames of one synthetic star field (:mod:`runner.stacking.synthetic`;
+filter number ``i`` has a sky of 150·(i + 1) e-, the third night is after a meridian flip),
 written as FITS files the way a run writes them (``TARGET/FILTER/…fits``) and recorded in the
 data directory's image index; optionally master darks in its calibration library.
 """
@@ -55,7 +56,9 @@ def write_archive(
                         rotation_deg=float(rng.uniform(-0.3, 0.3)) + (180.0 if n == 2 else 0.0),
                     )
                     frame_seed = int(rng.integers(1_000_000_000))
-                    data = sensor.light(field, exposure, transform=tr, seed=frame_seed)
+                    # each filter its own sky level, so a mixed-up stack would show it
+                    sky = 150.0 * (fi + 1)
+                    data = sensor.light(field, exposure, transform=tr, sky=sky, seed=frame_seed)
                     rel = Path(target) / filt / f"{target}_{filt}_{exposure:g}s_{n}{k:04d}.fits"
                     _write(data_dir / rel, data, "Light Frame", exposure, when, target, filt)
                     index.add(
