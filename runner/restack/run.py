@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from distributed import WorkerPlugin
+
 from runner.restack.graph import Key, Plan
 from runner.restack.output import GroupSummary
 from runner.restack.tasks import FrameReport
@@ -54,11 +56,28 @@ def run_in_process(plan: Plan, on_report: OnReport | None = None) -> list[GroupS
     return list(out)
 
 
+class OneOpenCVThread(WorkerPlugin):
+    """Worker plugin: OpenCV single-threaded in the workers.
+
+    Dask's worker threads are the parallelism; OpenCV's own thread pool on top of them would
+    oversubscribe the cores (and let a 1-worker run use every core, hiding the scaling).
+    Registered as a plugin, so a worker that joins or restarts later gets it too.
+    """
+
+    name = "nightrunner-restack-opencv-threads"
+
+    def setup(self, worker: Any) -> None:
+        import cv2
+
+        cv2.setNumThreads(1)
+
+
 def run_on_client(
     plan: Plan, client: Any, on_report: OnReport | None = None
 ) -> list[GroupSummary]:
     from distributed import as_completed
 
+    client.register_plugin(OneOpenCVThread())
     report_keys: list[Key] = list(plan.reports)
     futures = client.get(plan.dsk, [*plan.writes, *report_keys], sync=False)
     writes, reports = futures[: len(plan.writes)], futures[len(plan.writes) :]
