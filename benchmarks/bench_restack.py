@@ -154,7 +154,8 @@ def bench_overhead(root: Path, base: list[Path], n: int, size: int) -> None:
         live.close()
         out = root / f"out-overhead-{rep}"
         t0 = time.perf_counter()
-        summaries = run_in_process(build_plan(groups, StackSettings(), str(out)))
+        plan = build_plan(groups, StackSettings(), str(out), in_process=True)
+        summaries = run_in_process(plan)
         times["restack"].append(time.perf_counter() - t0)
         ours = fits.getdata(summaries[0].outputs[0])
         theirs = tifffile.imread(saved.tiff)

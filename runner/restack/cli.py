@@ -138,14 +138,15 @@ def restack(
         raise typer.Exit(1) from exc
     out = (output or dirs[0]).resolve()
     settings = StackSettings(reject=reject, kappa=kappa)
-    plan = build_plan(groups, settings, str(out), tile_px=int(tile_mpx * 1e6))
     where = Target(scheduler=scheduler, workers=workers)
     frames = sum(len(g.frames) for g in groups)
+    local = where.in_process(frames)
+    plan = build_plan(groups, settings, str(out), tile_px=int(tile_mpx * 1e6), in_process=local)
     typer.echo(
         f"{len(groups)} group(s), {frames} frames: "
         + ", ".join(f"{g.label} ({len(g.frames)})" for g in groups)
     )
-    if where.in_process(frames):
+    if local:
         typer.echo("running in-process")
     with _Progress([g.label for g in groups], [len(g.frames) for g in groups], progress) as bar:
 

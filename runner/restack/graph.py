@@ -57,6 +57,7 @@ class Plan:
     groups: list[Group]
     reports: dict[Key, tuple[int, int]]  # report key → (group, frame)
     writes: list[Key]  # one per group, returning a GroupSummary
+    in_process: bool = False  # built for the synchronous scheduler only (see build_plan)
 
 
 def build_plan(
@@ -65,10 +66,19 @@ def build_plan(
     out_dir: str,
     *,
     tile_px: int = DEFAULT_TILE_PX,
-    batch: int = DEFAULT_BATCH,
+    batch: int | None = None,
+    in_process: bool = False,
     token: str | None = None,
 ) -> Plan:
-    """The graph for ``groups``; ``token`` only names keys (results never depend on it)."""
+    """The graph for ``groups``; ``token`` only names keys (results never depend on it).
+
+    ``in_process``: for Dask's synchronous scheduler — accumulators are updated in place
+    and fed one frame per task (``batch`` 1), so each warped frame is released as soon as it
+    is added, as in the live stacker; on a cluster the default batch is 8 frames per task.
+    Neither changes a bit of the result.
+    """
+    if batch is None:
+        batch = 1 if in_process else DEFAULT_BATCH
     if tile_px < 1 or batch < 1:
         raise ValueError("tile_px and batch must be ≥ 1")
     tok = token or uuid.uuid4().hex[:8]
@@ -82,7 +92,9 @@ def build_plan(
     started = datetime.now().astimezone().isoformat(timespec="seconds")
     for g, group in enumerate(groups):
         rows, tiles = tiling(group.shape, tile_px)
-        spec = GroupSpec(group.stacking_id, settings, group.calibration, rows, tiles)
+        spec = GroupSpec(
+            group.stacking_id, settings, group.calibration, rows, tiles, not in_process
+        )
         paths = [f.path for f in group.frames]
         ref: Key = (name("reference"), g)
         dsk[ref] = (find_reference, spec, paths)
@@ -109,4 +121,4 @@ def build_plan(
         report_keys = [(name("report"), g, i) for i in range(len(paths))]
         dsk[write] = (write_group, out_dir, group, spec, ref, finals, report_keys, started)
         writes.append(write)
-    return Plan(dsk, groups, reports, writes)
+    return Plan(dsk, groups, reports, writes, in_process)

@@ -77,6 +77,8 @@ def run_on_client(
 ) -> list[GroupSummary]:
     from distributed import as_completed
 
+    if plan.in_process:
+        raise ValueError("this plan updates accumulators in place: in-process only")
     client.register_plugin(OneOpenCVThread())
     report_keys: list[Key] = list(plan.reports)
     futures = client.get(plan.dsk, [*plan.writes, *report_keys], sync=False)
@@ -118,8 +120,11 @@ def connect(target: Target) -> Iterator[Any]:
 
 def run(plan: Plan, target: Target, on_report: OnReport | None = None,
         on_client: Callable[[Any], None] | None = None) -> list[GroupSummary]:
+    """Run ``plan`` (built with ``in_process=target.in_process(frames)``) on ``target``."""
     frames = sum(len(g.frames) for g in plan.groups)
-    if target.in_process(frames):
+    if target.in_process(frames) != plan.in_process:
+        raise ValueError("the plan was built for another target")
+    if plan.in_process:
         return run_in_process(plan, on_report)
     with connect(target) as client:
         if on_client is not None:
