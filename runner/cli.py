@@ -370,6 +370,10 @@ from runner.schedule.cli import register as _register_schedule  # noqa: E402
 
 _register_schedule(app)
 
+from runner.restack.cli import register as _register_restack  # noqa: E402
+
+_register_restack(app)
+
 
 def _project_root() -> Path:
     here = Path(__file__).resolve().parent.parent

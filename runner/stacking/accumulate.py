@@ -165,13 +165,7 @@ class SigmaClipStack:
         return sum(a.nbytes for a in arrays if a is not None)
 
     def _sky_noise(self, frame: F32, noise: float | None) -> float:
-        if noise is not None and noise > 0:
-            return float(noise)
-        finite = frame[np.isfinite(frame)]
-        sample = finite[:: max(1, finite.size // 200_000)]
-        if sample.size == 0:
-            return 0.0
-        return float(1.4826 * np.median(np.abs(sample - np.median(sample))))
+        return sky_noise(frame, noise)
 
     def add(self, frame: F32, *, noise: float | None = None) -> None:
         shape = None
@@ -316,6 +310,21 @@ class SigmaClipStack:
         out = np.full_like(self._m2, np.nan)
         np.divide(self._m2, self._n - 1.0, out=out, where=self._n > 1)
         return out
+
+
+def sky_noise(frame: F32, noise: float | None = None) -> float:
+    """The frame's sky σ: ``noise`` when given (the star finder's), else the MAD of a sample.
+
+    A function of the whole frame, so a caller that accumulates a frame in tiles
+    (``runner.restack``) computes it once and passes it to every tile's accumulator.
+    """
+    if noise is not None and noise > 0:
+        return float(noise)
+    finite = frame[np.isfinite(frame)]
+    sample = finite[:: max(1, finite.size // 200_000)]
+    if sample.size == 0:
+        return 0.0
+    return float(1.4826 * np.median(np.abs(sample - np.median(sample))))
 
 
 def nan_median_small(stack: F32) -> F32:

@@ -120,6 +120,88 @@ def _channel_medians(img: F32) -> list[float]:
     return [float(np.nanmedian(sample[..., c])) for c in range(img.shape[2])]
 
 
+# ---- the per-frame steps as pure functions: the Stacker chains them with its state, and
+# ``runner.restack`` runs the same functions as Dask tasks (one frame per task).
+
+
+def calibrate_frame(
+    calibrator: Calibrator, bayer: str | None, raw: npt.NDArray[np.generic], meta: FrameMeta
+) -> F32:
+    """Calibrated frame: 2-D for mono, (H, W, 3) after debayering a CFA frame."""
+    if raw.ndim == 3:  # already colour (e.g. a debayered RGB frame)
+        return np.asarray(raw, dtype=np.float32)
+    cal = calibrator.apply(raw, meta.exposure)
+    if bayer is not None:
+        return debayer(cal, bayer)
+    return cal
+
+
+@dataclass(frozen=True)
+class FrameMeasure:
+    """What registration and background normalisation need from a calibrated frame."""
+
+    stars: RegStars | None  # None without alignment
+    background: list[float]  # sky level per channel ([] without background normalisation)
+
+    @property
+    def noise(self) -> float | None:
+        return self.stars.background_rms if self.stars is not None else None
+
+    @property
+    def n_stars(self) -> int:
+        return len(self.stars) if self.stars is not None else 0
+
+
+def measure_frame(img: F32, settings: StackSettings) -> FrameMeasure:
+    stars = (
+        registration_stars(luminance(img), max_stars=settings.max_stars)
+        if settings.align
+        else None
+    )
+    background = _channel_medians(img) if settings.normalize_background else []
+    return FrameMeasure(stars, background)
+
+
+def check_reference(measure: FrameMeasure, settings: StackSettings) -> None:
+    """Raise :class:`RegistrationError` when a frame has too few stars to be the reference."""
+    if measure.stars is not None and len(measure.stars) < settings.min_stars:
+        raise RegistrationError(
+            f"{len(measure.stars)} stars found, a reference frame needs {settings.min_stars}"
+        )
+
+
+def register_frame(
+    measure: FrameMeasure, reference: RegStars | None, settings: StackSettings
+) -> Registration:
+    """The transform taking the reference's pixels to this frame's (identity without align)."""
+    if not settings.align:
+        return Registration.identity()
+    stars = measure.stars
+    assert stars is not None and reference is not None
+    if len(stars) < 3:
+        raise RegistrationError(f"only {len(stars)} stars found")
+    return find_transform(
+        stars.xy,
+        reference.xy,
+        model=settings.model,
+        min_matches=min(settings.min_stars, 6),
+        rotation_limit_deg=None if settings.field_rotation else settings.rotation_tolerance_deg,
+    )
+
+
+def background_offset(background: list[float], reference_background: list[float]) -> list[float]:
+    return [b - r for b, r in zip(background, reference_background, strict=True)]
+
+
+def subtract_offset(frame: F32, offset: list[float]) -> None:
+    """Shift the frame's sky to the reference's, in place."""
+    if any(o != 0.0 for o in offset):
+        if frame.ndim == 2:
+            frame -= np.float32(offset[0])
+        else:
+            frame -= np.asarray(offset, dtype=np.float32)
+
+
 class Stacker:
     """Calibrates, registers and accumulates frames into one stack (not thread-safe)."""
 
@@ -156,10 +238,7 @@ class Stacker:
         if self._calibrator is None:
             self.bayer = self._bayer_override or meta.bayer
             self._calibrator = Calibrator(self.calibration, bayer=self.bayer)
-        cal = self._calibrator.apply(raw, meta.exposure)
-        if self.bayer is not None:
-            return debayer(cal, self.bayer)
-        return cal
+        return calibrate_frame(self._calibrator, self.bayer, raw, meta)
 
     def warp_to_reference(self, frame: F32, registration: Registration) -> F32:
         if self.shape is None:
@@ -167,11 +246,7 @@ class Stacker:
         return warp(frame, registration, (int(self.shape[0]), int(self.shape[1])))
 
     def accumulate(self, frame: F32, offset: list[float], noise: float | None) -> None:
-        if any(o != 0.0 for o in offset):
-            if frame.ndim == 2:
-                frame -= np.float32(offset[0])
-            else:
-                frame -= np.asarray(offset, dtype=np.float32)
+        subtract_offset(frame, offset)
         self.accumulator.add(frame, noise=noise if frame.ndim == 2 else None)
 
     # ---- the whole path
@@ -203,19 +278,13 @@ class Stacker:
         if self.shape is not None and img.shape != self.shape:
             raise StackingError(f"frame shape {img.shape} differs from the stack's {self.shape}")
         self.last_frame = img
-        lum = luminance(img)
         s = self.settings
-        stars = registration_stars(lum, max_stars=s.max_stars) if s.align else None
-        background = _channel_medians(img) if s.normalize_background else []
-        noise = stars.background_rms if stars is not None else None
-        n_stars = len(stars) if stars is not None else 0
+        m = measure_frame(img, s)
+        background, noise, n_stars = m.background, m.noise, m.n_stars
 
         if self.reference is None and self.shape is None:
-            if stars is not None and len(stars) < s.min_stars:
-                raise RegistrationError(
-                    f"{len(stars)} stars found, a reference frame needs {s.min_stars}"
-                )
-            self.reference = stars
+            check_reference(m, s)
+            self.reference = m.stars
             self.reference_background = background
             self.shape = img.shape
             self.accumulate(img, [0.0] * len(background), noise)
@@ -229,19 +298,8 @@ class Stacker:
                 noise=noise,
             )
 
-        reg = Registration.identity()
-        if s.align:
-            assert stars is not None and self.reference is not None
-            if len(stars) < 3:
-                raise RegistrationError(f"only {len(stars)} stars found")
-            reg = find_transform(
-                stars.xy,
-                self.reference.xy,
-                model=s.model,
-                min_matches=min(s.min_stars, 6),
-                rotation_limit_deg=None if s.field_rotation else s.rotation_tolerance_deg,
-            )
-        offset = [b - r for b, r in zip(background, self.reference_background, strict=True)]
+        reg = register_frame(m, self.reference, s)
+        offset = background_offset(background, self.reference_background)
         warped = self.warp_to_reference(img, reg)
         self.accumulate(warped, offset, noise)
         return FrameResult(
