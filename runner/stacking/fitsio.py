@@ -42,6 +42,9 @@ class FrameMeta:
     object: str | None = None
     width: int | None = None
     height: int | None = None
+    telescope: str | None = None
+    ra: float | None = None  # deg, J2000 (the mount's pointing, from the frame's RA/DEC cards)
+    dec: float | None = None
 
     def settings(self) -> dict[str, Any]:
         """The camera settings block of seed 004's JSON (only the known values)."""
@@ -109,6 +112,9 @@ def meta_from_header(header: fits.Header, shape: tuple[int, ...] | None = None) 
         object=_text(header, "OBJECT"),
         width=shape[-1] if shape else None,
         height=shape[-2] if shape else None,
+        telescope=_text(header, "TELESCOP"),
+        ra=_num(header, "RA"),
+        dec=_num(header, "DEC"),
     )
 
 
