@@ -111,8 +111,11 @@ class StackingLink:
 
     async def _release_held(self) -> None:
         await self.masters.wait()
-        held, self._held = self._held, []
-        for p in held:
+        while self._held:
+            p = self._held.pop(0)
+            # these frames were accepted already: wait for room rather than drop them
+            while self.stacks.queue_full(p):
+                await asyncio.sleep(0.02)
             self._submit(p)
 
     def calibration_frame(self, path: Path, kind: str) -> None:

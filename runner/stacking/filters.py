@@ -176,6 +176,14 @@ class FilterStacks:
         self.current = st
         return bool(st.submit(path))
 
+    def queue_full(self, path: str | Path) -> bool:
+        """Whether the stack a frame goes to has no room in its queue now."""
+        filt = frame_filter(path)
+        st = self.stackers.get(filt)
+        if st is None or filt not in self.running:
+            return False
+        return int(st.status()["queued"]) >= st.queue_size
+
     def save(self, timeout: float | None = None) -> list[Saved]:
         """Finish every filter's stack of the target (blocking: run it in a thread)."""
         out: list[Saved] = []
