@@ -114,8 +114,7 @@ class StackingLink:
         while self._held:
             p = self._held.pop(0)
             # these frames were accepted already: wait for room rather than drop them
-            while self.stacks.queue_full(p):
-                await asyncio.sleep(0.02)
+            await asyncio.to_thread(self.stacks.wait_room, p)
             self._submit(p)
 
     def calibration_frame(self, path: Path, kind: str) -> None:

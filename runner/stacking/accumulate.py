@@ -330,9 +330,8 @@ def nan_median_small(stack: F32) -> F32:
     if valid.all():  # the usual case (no frame edge in these rows): no per-pixel counts
         s = np.array(stack, dtype=np.float32, copy=True)
         _sort_network(s)
-        if k % 2:
-            return s[k // 2].copy()
-        mid: F32 = ((s[k // 2 - 1] + s[k // 2]) * np.float32(0.5)).astype(np.float32)
+        mid: F32 = (s[k // 2].copy() if k % 2 else
+                    ((s[k // 2 - 1] + s[k // 2]) * np.float32(0.5)).astype(np.float32))
         return mid
     cnt = valid.sum(axis=0)
     s = np.where(valid, stack, np.float32(np.inf)).astype(np.float32)

@@ -14,6 +14,7 @@ go through :class:`FilterStacks`, so both write the same files.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,6 +184,12 @@ class FilterStacks:
         if st is None or filt not in self.running:
             return False
         return int(st.status()["queued"]) >= st.queue_size
+
+    def wait_room(self, path: str | Path, timeout: float = 600.0) -> None:
+        """Block (in a thread) until the frame's stack has room in its queue."""
+        deadline = time.monotonic() + timeout
+        while self.queue_full(path) and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     def save(self, timeout: float | None = None) -> list[Saved]:
         """Finish every filter's stack of the target (blocking: run it in a thread)."""

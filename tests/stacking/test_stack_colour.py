@@ -97,7 +97,8 @@ def test_narrowband_palettes_and_what_is_not_enough_for_colour() -> None:
 
 def test_a_channel_of_another_field_gives_no_preview_and_says_why(field: StarField) -> None:
     other = StarField.random(SHAPE, 120, seed=99)
-    stacks = {"R": _stack(other, Transform(), 1, 100, 1), "G": _stack(field, Transform(), 1, 100, 2),
+    stacks = {"R": _stack(other, Transform(), 1, 100, 1),
+              "G": _stack(field, Transform(), 1, 100, 2),
               "B": _stack(field, Transform(2, 2), 1, 100, 3)}
     plan = colour_plan(stacks)
     assert plan is not None
