@@ -118,8 +118,16 @@ def stack(
         stacks.begin(name or lights[0].parent.name or "stack", align=align, reject=reject,
                      kappa=kappa, field_rotation=field_rotation, flip=flip,
                      save_data=save_data)
+        groups: dict[str | None, list[Path]] = defaultdict(list)
         for p in lights:
-            stacks.submit(p, read_filter=per_filter)
+            groups[header_cards(p, ("FILTER",))["FILTER"] if per_filter else None].append(p)
+        # one filter at a time, as a night feeds them: stacks started side by side would
+        # share the cores (each frame ~4× slower) and hold every stack's frames in memory
+        for filt, group in groups.items():
+            for p in group:
+                stacks.submit(p, filter_name=filt, read_filter=False)
+            if filt in stacks.stackers:
+                stacks.stackers[filt].wait_idle()
         for filt, why in stacks.failed.items():
             raise StackingError(f"filter {filt or '(none)'}: {why}")
         saved = stacks.save()
