@@ -156,3 +156,20 @@ def test_siril_loads_the_stack(
     assert out.returncode == 0, log
     assert "1 layer(s), 320x240 pixels" in log and "Mean:" in log
     assert "finished successfully" in log
+
+
+def test_camera_frames_read_exactly_as_astropy_reads_them_and_truncation_is_an_error(
+    tmp_path: Path, sensor: Sensor, field: StarField, write_fits: WriteFits
+) -> None:
+    from runner.errors import StackingError
+    from runner.stacking.fitsio import read_frame
+
+    path = write_fits("cam.fits", sensor.light(field, 30.0, seed=1), FILTER="R")
+    data, meta = read_frame(path)
+    assert data.dtype == np.uint16 and data.dtype.isnative
+    np.testing.assert_array_equal(data, fits.getdata(path))
+    assert (meta.filter, meta.exposure, meta.width) == ("R", 30.0, sensor.shape[1])
+    cut = tmp_path / "cut.fits"
+    cut.write_bytes(path.read_bytes()[: 2880 * 3])
+    with pytest.raises(StackingError, match=r"cut\.fits"):
+        read_frame(cut)
