@@ -61,17 +61,21 @@ class StackingLink:
             return None
         if self._target is not None:
             return self
+        try:
+            self.stacks.begin(
+                ct.target.name,
+                calibration=opts.calibration,
+                field_rotation=opts.field_rotation,
+                flip=opts.flip,
+                auto_stretch=opts.auto_stretch,
+                align=opts.align == "stars",
+                reject=opts.reject == "sigma",
+                kappa=opts.kappa,
+            )
+        except StackingError as exc:  # the previous target's stacks are still being saved
+            self.bus.emit("warning", message=f"live stacking not started: {exc}")
+            return None
         self._target = ct
-        self.stacks.begin(
-            ct.target.name,
-            calibration=opts.calibration,
-            field_rotation=opts.field_rotation,
-            flip=opts.flip,
-            auto_stretch=opts.auto_stretch,
-            align=opts.align == "stars",
-            reject=opts.reject == "sigma",
-            kappa=opts.kappa,
-        )
         self.masters.close_set()
         return self
 
