@@ -151,3 +151,25 @@ class NightMasters:
             if flat is not None and (meta.filter is None or flat.get("filter") == meta.filter):
                 out["flats"] = flat.id
         return out
+
+
+def plan_builds_masters(plan: Any) -> bool:
+    """Whether a plan (any pydantic model) has a ``calibration: {..., master: true}`` step
+    anywhere — startup, targets, loops, shutdown: the run then needs the stacking link even
+    when no target stacks."""
+    from pydantic import BaseModel
+
+    from runner.plan.models import CalibrationArgs
+
+    def walk(node: Any) -> bool:
+        if isinstance(node, CalibrationArgs):
+            return bool(node.master)
+        if isinstance(node, BaseModel):
+            return any(walk(getattr(node, name)) for name in type(node).model_fields)
+        if isinstance(node, list | tuple):
+            return any(walk(x) for x in node)
+        if isinstance(node, dict):
+            return any(walk(x) for x in node.values())
+        return False
+
+    return walk(plan)

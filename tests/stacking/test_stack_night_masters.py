@@ -109,3 +109,14 @@ async def test_flats_follow_the_filter_and_lights_of_other_settings_get_no_maste
     assert cal["R"] == {"darks": None, "flats": built["flat"], "bias": built["bias"]}
     assert cal["G"] == {"darks": None, "flats": None, "bias": built["bias"]}  # no G flat
     assert cal["B"] == {"darks": None, "flats": None, "bias": None}  # another gain
+
+
+def test_a_plan_needs_the_link_for_masters_only_when_a_step_asks_for_one() -> None:
+    from runner.plan.loader import load_plan
+    from runner.plan.models import CalibrationArgs
+    from runner.stacking.night_masters import plan_builds_masters
+
+    demo = load_plan(Path(__file__).parents[2] / "plans" / "demo.yaml")
+    assert demo.plan is not None and not plan_builds_masters(demo.plan)
+    wanted = CalibrationArgs.model_construct(kind="dark", count=2, exposures=[30.0], master=True)
+    assert plan_builds_masters({"shutdown": [{"steps": [wanted]}]})
