@@ -238,6 +238,7 @@ class Executor:
         self.keeper = RigKeeper(self)
         self._step: tuple[Leaf, asyncio.Future[bool]] | None = None  # the step running now
         self._skip_step_reason: str | None = None
+        self.stack_ending: asyncio.Future[None] | None = None  # a stack ended by an abort
 
     # ------------------------------------------------------------------ public control
 
@@ -354,12 +355,19 @@ class Executor:
             # images (a second or more on big frames); they are written while it runs
             self.stack = None
             if self.s.stacking is not None:
-                self.s.stacking.end_later()
+                self.stack_ending = asyncio.ensure_future(
+                    self._end_stack_behind_writes(self.s.stacking))
             raise
         await self.writer.drain()  # every frame of the target in its stack and journal first
         await self._end_stack()
         self.journal.record("target_done", key=ct.id)
         self.bus.emit("target_end", target=t.name, status="completed")
+
+    async def _end_stack_behind_writes(self, stacking: Stacking) -> None:
+        """After an abort: frames taken before it are still being written (FrameWriter), and
+        still reach their stack; then the stack ends, saved while the shutdown runs."""
+        await self.writer.drain_quietly()
+        stacking.end_later()
 
     async def _end_stack(self) -> None:
         self.stack = None

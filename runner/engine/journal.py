@@ -41,7 +41,8 @@ class ResumeState:
     #: every path the journal ever named: numbering never hands one out again
     used_paths: set[str] = field(default_factory=set)
     #: target name → live-stack id, so a resumed night continues the same stack
-    stacks: dict[str, str] = field(default_factory=dict)
+    # (target, filter) → the live stack's id (a resumed night continues it)
+    stacks: dict[tuple[str, str | None], str] = field(default_factory=dict)
     plan_digest: str | None = None
     started: str | None = None  # ISO time of the first entry
     unreadable_lines: int = 0
@@ -172,7 +173,7 @@ def resume_state(path: Path) -> ResumeState:
         elif t == "trigger_state":
             state.trigger_state = e["state"]
         elif t == "stack_start":
-            state.stacks[e["target"]] = e["stacking_id"]
+            state.stacks[(e["target"], e.get("filter"))] = e["stacking_id"]
         elif t == "run_end":
             state.finished = True
     return state

@@ -391,6 +391,9 @@ class Run:
             await ex.run_shutdown()
             # frames taken before an abort or failure are still written (behind the shutdown)
             await ex.writer.drain_quietly()
+            if ex.stack_ending is not None:
+                with contextlib.suppress(Exception):
+                    await ex.stack_ending
             if ex.writer.error is not None and outcome == "aborted":
                 ex._error(f"frame not written: {ex.writer.error}")
             final = {"completed": "finish", "failed": "fail", "aborted": "aborted"}[outcome]

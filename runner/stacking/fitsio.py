@@ -42,6 +42,9 @@ class FrameMeta:
     object: str | None = None
     width: int | None = None
     height: int | None = None
+    telescope: str | None = None
+    ra: float | None = None  # deg, J2000 (the mount's pointing, from the frame's RA/DEC cards)
+    dec: float | None = None
 
     def settings(self) -> dict[str, Any]:
         """The camera settings block of seed 004's JSON (only the known values)."""
@@ -109,6 +112,9 @@ def meta_from_header(header: fits.Header, shape: tuple[int, ...] | None = None) 
         object=_text(header, "OBJECT"),
         width=shape[-1] if shape else None,
         height=shape[-2] if shape else None,
+        telescope=_text(header, "TELESCOP"),
+        ra=_num(header, "RA"),
+        dec=_num(header, "DEC"),
     )
 
 
@@ -120,9 +126,37 @@ def _image_hdu(hdul: fits.HDUList, path: Path) -> Any:
     raise StackingError(f"{path}: no image data")
 
 
+def _read_plain(p: Path) -> tuple[npt.NDArray[np.generic], FrameMeta] | None:
+    """The common camera frame — one uncompressed 2-D 16-bit image in the primary HDU, stored
+    as int16 + BZERO 32768 — read straight into native uint16 (~5 ms on 2048², astropy's
+    scaling path ~10 ms). Anything else returns None and goes through astropy."""
+    if p.suffix.lower() not in (".fits", ".fit", ".fts"):
+        return None
+    with p.open("rb") as fh:
+        header = fits.Header.fromfile(fh)
+        offset = fh.tell()
+    if (header.get("SIMPLE") is not True or header.get("BITPIX") != 16
+            or header.get("NAXIS") != 2 or header.get("BZERO") != 32768
+            or header.get("BSCALE", 1) != 1 or "BLANK" in header):
+        return None
+    w, h = int(header["NAXIS1"]), int(header["NAXIS2"])
+    raw = np.fromfile(p, dtype=">u2", count=w * h, offset=offset)
+    if raw.size != w * h:
+        raise StackingError(f"cannot read {p}: the file ends before its image data")
+    # int16 + 32768 is uint16 with the top bit flipped; astype gives native byte order
+    data = (raw ^ np.uint16(0x8000)).astype(np.uint16).reshape(h, w)
+    return data, meta_from_header(header, data.shape)
+
+
 def read_frame(path: str | Path) -> tuple[npt.NDArray[np.generic], FrameMeta]:
     """Pixels (native byte order, as stored: uint16 stays uint16) and header facts."""
     p = Path(path)
+    try:
+        plain = _read_plain(p)
+        if plain is not None:
+            return plain
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise StackingError(f"cannot read {p}: {exc}") from exc
     try:
         # Our own file handle, so that a corrupt file is closed even when astropy gives up.
         with p.open("rb") as fh, fits.open(fh, memmap=False) as hdul:

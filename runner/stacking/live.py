@@ -50,6 +50,7 @@ from runner.stacking.output import (
     write_result,
 )
 from runner.stacking.pipeline import FrameResult, Stacker, StackSettings
+from runner.stacking.stackfits import StackInfo, stack_header
 from runner.stacking.stretch import StretchParams, histogram
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ class _Session:
     intermediates: int = 0
     first_meta: FrameMeta | None = None
     last_result: FrameResult | None = None
+    info: StackInfo = field(default_factory=StackInfo)  # the FITS header's facts
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -468,6 +470,7 @@ class LiveStacker:
             self._counters.processed += 1
             if result.stacked:
                 self._counters.stacked += 1
+                session.info.add(meta, source, reference=result.status == "reference")
             elif result.status == "unregistered":
                 self._counters.unregistered += 1
             else:
@@ -630,7 +633,9 @@ class LiveStacker:
             base = f"{session.stacking_id}_intermediate_{session.intermediates:02d}"
         with self._lock:
             meta = self._metadata(session, final)
+            header = stack_header(session.info, session.settings, colour=stack.ndim == 3)
         meta["path"] = f"{base}.jpeg"
+        meta["fits"] = f"{base}.fits"
         t0 = time.perf_counter()
         paths = write_result(
             self.stacked_dir,
@@ -640,6 +645,7 @@ class LiveStacker:
             session.stretch,
             flip=session.settings.flip,
             tiff=final or self.intermediate_tiff,
+            fits_header=header,
         )
         with self._lock:
             self._log_event(

@@ -4,6 +4,7 @@
     <data>/stacked/<id>_final.jpeg             stretched preview of the final stack
     <data>/stacked/<id>_final.tiff             linear float32 stack (not stretched)
     <data>/stacked/<id>_final.json             metadata (seed fields, see below)
+    <data>/stacked/<id>_final.fits             linear float32 stack with its headers (stackfits.py)
     <data>/stacked/<id>_intermediate_NN.*      the same every N stacked frames
     <data>/debug/<id>/log.txt                  JSON lines: everything needed to re-stack offline
     <data>/debug/<id>/frames/, masters/        copies of inputs when ``save_data`` is on
@@ -19,7 +20,7 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +30,9 @@ from PIL import Image
 from runner.stacking.stretch import StretchParams, stretch, to_uint8
 from runner.storage.durable import atomic_write_bytes as _atomic_write_bytes
 
+if TYPE_CHECKING:
+    from astropy.io import fits
+
 F32 = npt.NDArray[np.float32]
 
 
@@ -37,6 +41,7 @@ class StackPaths:
     jpeg: Path
     tiff: Path | None
     json: Path
+    fits: Path | None = None
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -75,8 +80,10 @@ def write_result(
     *,
     flip: bool = False,
     tiff: bool = True,
+    fits_header: fits.Header | None = None,
 ) -> StackPaths:
-    """``<base>.jpeg``, ``<base>.tiff`` (float32, linear) and ``<base>.json``."""
+    """``<base>.jpeg``, ``<base>.tiff`` (float32, linear), ``<base>.json`` and, given a
+    header, ``<base>.fits`` (float32, linear: the file post-processing reads)."""
     filled = np.nan_to_num(stack, nan=float(np.nanmin(stack)) if np.isfinite(stack).any() else 0.0)
     jpeg = stacked_dir / f"{base}.jpeg"
     atomic_write_bytes(jpeg, jpeg_bytes(display_image(filled, params, flip=flip)))
@@ -84,6 +91,12 @@ def write_result(
     if tiff:
         tiff_path = stacked_dir / f"{base}.tiff"
         atomic_write_bytes(tiff_path, tiff_bytes(filled, flip=flip))
+    fits_path: Path | None = None
+    if fits_header is not None:
+        from runner.stacking.stackfits import fits_bytes
+
+        fits_path = stacked_dir / f"{base}.fits"
+        atomic_write_bytes(fits_path, fits_bytes(filled, fits_header, flip=flip))
     js = stacked_dir / f"{base}.json"
     atomic_write_bytes(js, (json.dumps(meta, indent=2, default=str) + "\n").encode())
-    return StackPaths(jpeg=jpeg, tiff=tiff_path, json=js)
+    return StackPaths(jpeg=jpeg, tiff=tiff_path, json=js, fits=fits_path)

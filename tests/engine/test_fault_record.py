@@ -198,12 +198,16 @@ def test_an_aborted_then_resumed_night_is_reported_whole_with_one_live_stack(
     report = (second.run_dir / "report.md").read_text()
     assert "- frames: L 3, R 3" in report and "- status: completed" in report
     starts = names(rig.events(second), "stack_start")
-    assert [e["stacking_id"] for e in starts] == ["NGC_188", "NGC_188"]
-    assert starts[-1]["continued"] is True and starts[-1]["replayed"] == 2
+    # one stack per filter; the L stack of the first segment is continued, not begun anew
+    assert [e["stacking_id"] for e in starts] == ["NGC_188_L", "NGC_188_L", "NGC_188_R"], starts
+    resumed_l = starts[1]
+    assert resumed_l["continued"] is True and resumed_l["replayed"] == 2
+    assert starts[2]["continued"] is False
     stacked = rig.data / "stacked"
-    assert not list(stacked.glob("NGC_188_2*"))
-    final = json.loads((stacked / "NGC_188_final.json").read_text())
-    assert final["total_frames"] == 6
+    assert not list(stacked.glob("NGC_188_L_2*"))
+    for f in ("L", "R"):
+        final = json.loads((stacked / f"NGC_188_{f}_final.json").read_text())
+        assert final["total_frames"] == 3, (f, final)
     umask = os.umask(0o022)
     os.umask(umask)
     modes = {p.name: p.stat().st_mode & 0o777 for p in stacked.iterdir()}

@@ -124,9 +124,9 @@ def test_live_stacking_runs_beside_acquisition_and_saves_per_target(rig: Rig) ->
     status = saved[0]["status"]
     assert status["frames"] == 6 and status["stacked"] + status["dropped"] == 6
     assert status["stacked"] >= 4
-    final = json.loads((rig.data / "stacked" / "NGC_188_final.json").read_text())
+    final = json.loads((rig.data / "stacked" / "NGC_188_L_final.json").read_text())
     assert final["stacked_frames"] == status["stacked"]
-    assert (rig.data / "stacked" / "NGC_188_final.tiff").stat().st_size > 0
+    assert (rig.data / "stacked" / "NGC_188_L_final.tiff").stat().st_size > 0
 
 
 def test_the_terminal_panel_shows_target_frames_and_temperature() -> None:

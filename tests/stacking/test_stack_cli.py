@@ -80,3 +80,26 @@ def test_a_folder_without_frames_names_the_folder(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert f"error: no light frames (FITS files) in {tmp_path / 'M81'}, sub-folders included" \
         in result.output
+
+
+def test_per_filter_by_default_one_stack_per_filter_card_and_a_colour_preview(
+    tmp_path: Path, sensor: Sensor, field: StarField, write_fits: WriteFits
+) -> None:
+    for i in range(9):
+        filt = "RGB"[i % 3]
+        tr = Transform(dx=1.2 * i, dy=-0.8 * i)
+        write_fits(f"night/n{i:02d}.fits", sensor.light(field, 30.0, transform=tr, seed=i),
+                   FILTER=filt)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, [str(tmp_path / "frames" / "night"), "--output", str(out),
+                                      "--name", "M 13"])
+    assert result.exit_code == 0, result.output
+    for f in "RGB":
+        assert f"M_13_{f}: 3 of 3 frames stacked" in result.output
+        assert (out / "stacked" / f"M_13_{f}_final.fits").exists()
+    assert (out / "stacked" / "M_13_colour.jpeg").exists()
+
+    together = CliRunner().invoke(app, [str(tmp_path / "frames" / "night"), "--output",
+                                        str(out), "--name", "all", "--no-per-filter"])
+    assert together.exit_code == 0, together.output
+    assert "all: 9 of 9 frames stacked" in together.output
