@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime, timedelta
 
 from runner.engine import triggers as trig
@@ -99,7 +100,13 @@ def test_pause_takes_effect_between_exposures_and_resume_continues(rig: Rig) -> 
 
     outcome, lights_paused, set_point = asyncio.run(scenario())
     assert outcome == "completed"
-    assert lights_paused in (1, 2)  # the exposure in progress when pause came finished
+    # the exposure in progress when the pause came finished, and every exposure begun before
+    # the pause took effect is on disk when the night reports itself paused
+    events = [json.loads(x) for x in
+              next(rig.data.glob("runs/*/events.jsonl")).read_text().splitlines()]
+    kinds = [e["event"] for e in events]
+    begun = kinds[:kinds.index("paused")].count("exposure_start")
+    assert lights_paused == begun and 1 <= begun < 4
     assert set_point == 0
 
 
