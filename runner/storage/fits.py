@@ -49,7 +49,7 @@ from typing import IO
 import numpy as np
 from astropy.io import fits
 
-from runner.devices.interfaces import Frame, GuideStats
+from runner.records import Frame, GuideStats
 
 HeaderValue = str | int | float | bool
 
