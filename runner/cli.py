@@ -180,7 +180,13 @@ def run(
 
     try:
         plane = None if no_rpc else _control_plane(options.data_dir, rpc, tcp, token_file)
-        outcome = asyncio.run(run_served(runner_, plane))
+        if dry_run:  # the executor on nominal devices in virtual time (as `estimate` is)
+            from runner.clock import VirtualLoop
+
+            with asyncio.Runner(loop_factory=VirtualLoop) as loop_runner:
+                outcome = loop_runner.run(run_served(runner_, plane))
+        else:
+            outcome = asyncio.run(run_served(runner_, plane))
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -38,17 +38,14 @@ class FocusMixin(GuidingMixin):
             if self.p.equipment.filter_wheel else 60,
         )
         self.filter = name
-        if moved or old is None:
-            # apply the focus offset between filters (relative to the previous filter)
-            if s.focuser is not None and old is not None and old != name:
-                delta = self._focus_offset(name) - self._focus_offset(old)
-                if delta:
-                    pos = await s.focuser.position()
-                    await actions.move_focuser(s.focuser, s.clock, pos + delta,
-                                               self.p.equipment.focuser.move_timeout
-                                               if self.p.equipment.focuser else 120)
-            if moved:
-                self.state.filter_changed = True
+        # apply the focus offset between filters (relative to the previous filter)
+        if moved and s.focuser is not None and old is not None and old != name:
+            delta = self._focus_offset(name) - self._focus_offset(old)
+            if delta:
+                pos = await s.focuser.position()
+                await actions.move_focuser(s.focuser, s.clock, pos + delta,
+                                           self.p.equipment.focuser.move_timeout
+                                           if self.p.equipment.focuser else 120)
         self.bus.emit("filter", filter=name, moved=moved)
 
     def _focus_offset(self, name: str) -> int:

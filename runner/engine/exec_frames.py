@@ -57,7 +57,7 @@ class FramesMixin(GapsMixin):
     ) -> Path:
         light = frame_type is FrameType.light
         if light:
-            await self._before_light(scope)
+            await self._before_light(scope, seconds)
         s = self.s
         cam = s.camera
         await self._apply_settings(a)
@@ -85,6 +85,7 @@ class FramesMixin(GapsMixin):
             self.light_keys.add(key)
             self._lights_taken += 1
             trig.light_frame_done(self.state, None)  # counts now; the HFR when measured
+            self.state.light_filter = self.filter
         taken = _Taken(key, frame, frame_type, meta, target_path, seconds, stats,
                        self.target.target.name if self.target else None, self.filter,
                        self.state.to_dict(), self._focus_generation, self.stack)

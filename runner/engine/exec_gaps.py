@@ -30,27 +30,36 @@ log = logging.getLogger("nightrunner.engine")
 class GapsMixin(MountMixin):
     """What happens between light frames."""
 
-    async def _before_light(self, scope: Scope) -> None:
-        """The gap before a light exposure: pause, constraints, loop ends, triggers."""
+    async def _before_light(self, scope: Scope, exposure: float | None = None) -> None:
+        """The gap before a light exposure: pause, skip requests, the enclosing loops' ends (a
+        loop that is done ends normally), the target's constraints, the rig, the triggers —
+        and if the triggers took time, the loops and constraints again, since the exposure
+        starts only after them."""
         await self._pause_gate()
         if self.skip_requested is not None and scope.target is not None:
             reason, self.skip_requested = self.skip_requested, None
             raise SkipTarget(reason)
-        if scope.target is not None:
-            ok, reasons = self._constraints(scope.target.target)
-            if not ok:
-                raise SkipTarget("constraint no longer holds: " + "; ".join(reasons))
-        for loop_id, until, outer_suffix, _ in scope.loops:
-            reason = self._until_holds(until, loop_id, outer_suffix, scope.target)
-            if reason:
-                raise LoopExit(loop_id, reason)
+        self._check_loops_and_constraints(scope)
         try:  # a restarted device server: reconnect it and restore what the night set
             await self.keeper.ensure()
         except RigNotRestored as exc:
             if scope.target is None:
                 raise FatalRunError(str(exc)) from exc
             raise SkipTarget(str(exc)) from exc
-        await self._triggers(scope)
+        before = self.s.clock.monotonic()
+        await self._triggers(scope, exposure)
+        if self.s.clock.monotonic() != before:
+            self._check_loops_and_constraints(scope)
+
+    def _check_loops_and_constraints(self, scope: Scope) -> None:
+        for loop_id, until, outer_suffix, _ in scope.loops:
+            reason = self._until_holds(until, loop_id, outer_suffix, scope.target)
+            if reason:
+                raise LoopExit(loop_id, reason)
+        if scope.target is not None:
+            ok, reasons = self._constraints(scope.target.target)
+            if not ok:
+                raise SkipTarget("constraint no longer holds: " + "; ".join(reasons))
 
     async def _pause_gate(self) -> None:
         if not self.pause_requested or self.model.state != "imaging:expose":
@@ -118,12 +127,12 @@ class GapsMixin(MountMixin):
         if restored:
             self.bus.emit("restored", what=restored)
 
-    async def _triggers(self, scope: Scope) -> None:
+    async def _triggers(self, scope: Scope, exposure: float | None = None) -> None:
         s = self.s
         tr = self.p.triggers
         # meridian flip (before autofocus and dither)
         if tr.meridian_flip is not None and scope.target is not None:
-            await self._maybe_flip(scope.target)
+            await self._maybe_flip(scope.target, exposure)
         # guiding health: star lost, RMS gate
         if self.guiding and s.guider is not None:
             await self._guiding_health()
@@ -133,6 +142,8 @@ class GapsMixin(MountMixin):
                 temperature = await s.focuser.temperature()
         if self.state.focus_temperature is None:
             self.state.focus_temperature = temperature
+        reference = self.state.focus_filter or self.state.light_filter
+        self.state.filter_changed = reference is not None and self.filter != reference
         due = trig.due(tr, self.state, now=s.clock.monotonic(), temperature=temperature,
                        guiding=self.guiding, any_light_yet=self._lights_taken > 0)
         if due.autofocus and tr.autofocus is not None:

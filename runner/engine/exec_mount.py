@@ -19,6 +19,9 @@ from runner.plan.models import (
 
 log = logging.getLogger("nightrunner.engine")
 
+#: SI seconds per second of hour angle (one sidereal day is 86,164.09 s).
+SIDEREAL_SECONDS = 86_164.0905 / 86_400.0
+
 
 class MountMixin(FocusMixin):
     """Slews and flips."""
@@ -44,20 +47,32 @@ class MountMixin(FocusMixin):
         if was_guiding:
             await self._start_guiding(None, False)
 
-    async def _maybe_flip(self, ct: CompiledTarget) -> None:
+    async def _maybe_flip(self, ct: CompiledTarget, exposure: float | None = None) -> None:
+        """Flip once the target is ``after`` minutes past the meridian. Before a light of
+        ``exposure`` seconds that would still be running at that moment, wait for it (idle)
+        and flip first: no exposure straddles a flip."""
         s = self.s
         mf = self.p.triggers.meridian_flip
         if mf is None or s.mount is None or s.visibility is None:
             return
-        ha_hours = s.visibility(ct.target).hour_angle_at(s.clock.now())
         side = await s.mount.side_of_pier()
-        minutes_past = ha_hours * 60.0
         # ASCOM convention: a target slewed to before the meridian is on pier side "west" and
         # stays so as it crosses; the flip puts the mount on "east"
-        if mf.after <= minutes_past < 12 * 60 and side.value == "west":
-            self.bus.emit("trigger", kind="meridian_flip", hour_angle=ha_hours)
-            self._fire("begin_meridian_flip")
-            try:
-                await self._slew(SlewStep.model_validate({"slew": {}}), Scope(ct))
-            finally:
-                self._fire("gap_done")
+        if side.value != "west":
+            return
+        minutes_past = s.visibility(ct.target).hour_angle_at(s.clock.now()) * 60.0
+        if not -12 * 60 < minutes_past < 12 * 60:
+            return
+        if minutes_past < mf.after:
+            wait = (mf.after - minutes_past) * 60.0 * SIDEREAL_SECONDS
+            if exposure is None or wait >= exposure:
+                return
+            self.bus.emit("flip_wait", seconds=round(wait, 3))
+            await s.clock.sleep(wait)
+            minutes_past = float(mf.after)
+        self.bus.emit("trigger", kind="meridian_flip", hour_angle=minutes_past / 60.0)
+        self._fire("begin_meridian_flip")
+        try:
+            await self._slew(SlewStep.model_validate({"slew": {}}), Scope(ct))
+        finally:
+            self._fire("gap_done")

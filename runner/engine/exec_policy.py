@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 from runner.clock import timeout_real
@@ -201,5 +202,12 @@ class PolicyMixin(FramesMixin):
             await s.clock.sleep((target_time - now).total_seconds())
         elif w.altitude is not None and scope.target is not None and s.visibility is not None:
             vis = s.visibility(scope.target.target)
-            while vis.altitude_at(s.clock.now()) < w.altitude:
-                await s.clock.sleep(60.0)
+            now = s.clock.now()
+            limit = now + timedelta(seconds=step.timeout or 86_400.0)
+            when = vis.when_altitude(now, w.altitude, limit)
+            if when is None:
+                local = limit.astimezone(s.site_tz).strftime("%H:%M")
+                raise SkipTarget(f"altitude {w.altitude:g}° not reached before {local}")
+            await s.clock.sleep((when - now).total_seconds())
+            while vis.altitude_at(s.clock.now()) < w.altitude:  # the sky's edge, to the second
+                await s.clock.sleep(1.0)

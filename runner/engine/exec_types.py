@@ -45,6 +45,10 @@ class Visibility(Protocol):
 
     def hour_angle_at(self, t: datetime) -> float: ...
 
+    def when_altitude(self, t: datetime, altitude: float, limit: datetime) -> datetime | None:
+        """The first instant from ``t`` (up to ``limit``) at which the target is that high."""
+        ...
+
 
 class FrameSink(Protocol):
     """Names frames, writes them to disk atomically and indexes them."""

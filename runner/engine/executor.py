@@ -208,6 +208,8 @@ class Executor(PolicyMixin):
             raise SkipTarget(msg)
         self._fire("wait_constraints")
         self.bus.emit("waiting", target=ct.target.name, until=start.isoformat(), reasons=reasons)
+        # straight to the moment they hold, then (a sky that disagrees by a second) minutes
+        await self.s.clock.sleep((start - now).total_seconds())
         while True:
             ok, reasons = self._constraints(ct.target)
             if ok:
@@ -248,22 +250,30 @@ class Executor(PolicyMixin):
                     if ran == 0 and i == 0:
                         self.bus.emit("loop_zero_iterations", loop=loop.id, reason=reason)
                     else:
-                        self.bus.emit("loop_end", loop=loop.id, reason=reason)
+                        self.bus.emit("loop_end", loop=loop.id, reason=reason, iterations=ran,
+                                      cut=False)
                     return
             inner = Scope(scope.target, f"{scope.suffix}#i{i}", inner_loops, scope.phase)
+            began = self.s.clock.monotonic()
+            lights = self._loop_lights(loop.id, scope.suffix) if spec.until is not None else 0
             try:
                 await self._run_nodes(loop.body, inner)
             except LoopExit as exc:
                 if exc.loop_id != loop.id:
                     raise
-                self.bus.emit("loop_end", loop=loop.id, reason=exc.reason)
+                self.bus.emit("loop_end", loop=loop.id, reason=exc.reason, iterations=ran + 1,
+                              cut=True)
                 return
             self.journal.record("iteration_done", key=key)
             i += 1
             ran += 1
-            if spec.until is not None and self._loop_lights(loop.id, scope.suffix) == 0:
-                # a body without exposures would spin; give the clock a chance to move
-                await self.s.clock.sleep(1.0)
+            if (spec.until is not None and self.s.clock.monotonic() == began
+                    and self._loop_lights(loop.id, scope.suffix) == lights):
+                # a body that takes no time would spin for ever: stop it, and say so
+                reason = "its body takes no time (stopped to avoid looping for ever)"
+                self.bus.emit("warning", message=f"repeat until {reason}", loop=loop.id)
+                self.bus.emit("loop_end", loop=loop.id, reason=reason, iterations=ran, cut=False)
+                return
 
     async def _run_filter_loop(self, node: FilterLoop, scope: Scope) -> None:
         for j, name in enumerate(node.filters):

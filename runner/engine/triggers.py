@@ -22,7 +22,10 @@ class TriggerState:
     focus_temperature: float | None = None  # °C at the last autofocus
     focus_hfr: float | None = None  # px, first HFR measured after the last autofocus
     focus_filter: str | None = None
-    filter_changed: bool = False  # the filter changed since the last light frame
+    #: the next light's filter differs from the last autofocus's (or, before any, from the
+    #: last light's): the night's first filter is not a change
+    filter_changed: bool = False
+    light_filter: str | None = None  # the filter of the last light frame
     last_hfr: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
