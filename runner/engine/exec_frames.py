@@ -98,7 +98,8 @@ class FramesMixin(GapsMixin):
         light = t.frame_type is FrameType.light
         hfr = None
         if light:  # every light, for the FITS card, the index and the report
-            hfr = await asyncio.to_thread(s.measure_hfr, t.frame.data)
+            if s.measure_hfr is not None:
+                hfr = await asyncio.to_thread(s.measure_hfr, t.frame.data)
             if hfr is not None:
                 hfr = round(hfr, 2)
             t.meta["hfr"] = hfr

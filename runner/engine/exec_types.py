@@ -88,7 +88,8 @@ class Services:
     safety: Any | None
     guider: Guider | None
     frames: FrameSink
-    measure_hfr: Callable[[npt.NDArray[np.uint16]], float | None]
+    #: None: HFR is not measured (dry runs, the estimate: nominal frames have no stars)
+    measure_hfr: Callable[[npt.NDArray[np.uint16]], float | None] | None
     autofocus: Autofocuser | None
     visibility: Callable[[Target], Visibility] | None
     stacking: Stacking | None = None

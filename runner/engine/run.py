@@ -496,7 +496,7 @@ class Run:
                 safety=devices.safety,
                 guider=guider,
                 frames=frames,
-                measure_hfr=(lambda _img: None) if self.opt.dry_run else measure_hfr,
+                measure_hfr=None if self.opt.dry_run else measure_hfr,
                 autofocus=_autofocuser(devices, eq, self.clock, bus),
                 visibility=visibility,
                 stacking=stacking,
@@ -527,7 +527,7 @@ class Run:
         yield Services(
             clock=clock, camera=rig.camera, filter_wheel=rig.filter_wheel, focuser=rig.focuser,
             mount=rig.mount, safety=rig.safety, guider=rig.guider, frames=NullFrameStore(),
-            measure_hfr=lambda _img: None, autofocus=rig.autofocuser(self.equipment, clock),
+            measure_hfr=None, autofocus=rig.autofocuser(self.equipment, clock),
             visibility=visibility, site_tz=tz, filter_slots=rig.filter_slots,
         )
 

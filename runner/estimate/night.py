@@ -15,11 +15,6 @@ from datetime import date as Date
 from datetime import datetime, time, timedelta, tzinfo
 from typing import TYPE_CHECKING
 
-from runner.devices.sim.nominal import (
-    DEFAULT_COOL_RATE,
-    GUIDE_CALIBRATION_S,
-    SETTLE_GUIDE_FRAMES,
-)
 from runner.estimate.model import Assumptions, NightSummary, TargetEstimate, Timeline
 from runner.estimate.timeline import duration_text
 from runner.plan.equipment import Equipment
@@ -203,6 +198,12 @@ def _hhmm(t: datetime | None, tz: tzinfo) -> str:
 
 def _check_assumptions(a: Assumptions) -> None:
     """The nominal devices implement these figures; other values are not supported."""
+    from runner.devices.sim.nominal import (
+        DEFAULT_COOL_RATE,
+        GUIDE_CALIBRATION_S,
+        SETTLE_GUIDE_FRAMES,
+    )
+
     fixed = {"cool_rate": (a.cool_rate, DEFAULT_COOL_RATE),
              "settle_guide_frames": (a.settle_guide_frames, SETTLE_GUIDE_FRAMES),
              "guide_calibration": (a.guide_calibration, GUIDE_CALIBRATION_S)}

@@ -125,7 +125,7 @@ async def _night(
     services = Services(
         clock=clock, camera=rig.camera, filter_wheel=rig.filter_wheel, focuser=rig.focuser,
         mount=rig.mount, safety=rig.safety, guider=rig.guider, frames=_NoFrames(),
-        measure_hfr=lambda _img: None, autofocus=rig.autofocuser(equipment, clock),
+        measure_hfr=None, autofocus=rig.autofocuser(equipment, clock),
         visibility=visibility, site_tz=tz, filter_slots=rig.filter_slots,
     )
     ex = Executor(program, services, bus, _NoJournal(), resume)

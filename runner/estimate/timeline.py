@@ -65,7 +65,8 @@ class _Charger:
         if action in _BY_DEVICE:
             while self.first < len(self.spans) and self.spans[self.first][2] <= a:
                 self.first += 1
-            for what, s0, s1 in self.spans[self.first:]:
+            for i in range(self.first, len(self.spans)):
+                what, s0, s1 = self.spans[i]
                 if s0 >= b:
                     break
                 overlap = min(b, s1) - max(a, s0)
