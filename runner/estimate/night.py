@@ -134,7 +134,7 @@ def estimate(
     from runner.sky.visibility import TargetVisibility
 
     a = assumptions or Assumptions()
-    _check_assumptions(a)
+    _check_assumptions(a, equipment)
     tz = site_timezone(plan.site)
     if start is not None:
         require_aware(start, "start")
@@ -196,7 +196,7 @@ def _hhmm(t: datetime | None, tz: tzinfo) -> str:
     return "—" if t is None else t.astimezone(tz).strftime("%H:%M")
 
 
-def _check_assumptions(a: Assumptions) -> None:
+def _check_assumptions(a: Assumptions, eq: Equipment) -> None:
     """The nominal devices implement these figures; other values are not supported."""
     from runner.devices.sim.nominal import (
         DEFAULT_COOL_RATE,
@@ -206,7 +206,10 @@ def _check_assumptions(a: Assumptions) -> None:
 
     fixed = {"cool_rate": (a.cool_rate, DEFAULT_COOL_RATE),
              "settle_guide_frames": (a.settle_guide_frames, SETTLE_GUIDE_FRAMES),
-             "guide_calibration": (a.guide_calibration, GUIDE_CALIBRATION_S)}
+             "guide_calibration": (a.guide_calibration, GUIDE_CALIBRATION_S),
+             "ambient": (a.ambient if a.ambient is not None else eq.simulation.ambient,
+                         eq.simulation.ambient),
+             "guide_exposure": (a.guide_exposure, Assumptions.guide_exposure)}
     for name, (given, nominal) in fixed.items():
         if given != nominal:
             raise ValueError(f"Assumptions.{name} = {given:g}: the nominal devices use {nominal:g}")
