@@ -8,7 +8,7 @@ autofocus baseline.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from runner.plan.models import Triggers
@@ -29,7 +29,7 @@ class TriggerState:
     last_hfr: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return dict(vars(self))  # scalar fields: a shallow copy is asdict's result, cheaper
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> TriggerState:

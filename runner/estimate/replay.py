@@ -110,7 +110,7 @@ async def _night(
 ) -> Replay:
     program = compile_plan(plan, equipment)
     out = Replay(start=clock.now(), steps=leaf_steps(program))
-    bus = EventBus(clock=clock)
+    bus = EventBus()  # events carry ``t`` (clock seconds) instead of an ISO clock string
 
     def record(ev: dict[str, Any]) -> None:
         ev["t"] = clock.monotonic()
