@@ -111,7 +111,8 @@ def run(
         bool, typer.Option("--resume", help="Continue the interrupted run of this plan.")
     ] = False,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Walk the plan on simulators; write no frames.")
+        bool, typer.Option("--dry-run", help="Run the plan on nominal devices in virtual time "
+                           "(as `estimate` does); write no frames.")
     ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print a machine-readable summary at the end.")
