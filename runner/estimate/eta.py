@@ -63,7 +63,7 @@ class EtaCache:
     changed and at most every ``every`` real seconds; a status request is answered from the
     last one at once (None until the first is ready)."""
 
-    def __init__(self, every: float = 10.0) -> None:
+    def __init__(self, every: float = 30.0) -> None:
         self.every = every
         self._key: tuple[Any, ...] | None = None
         self._value: Eta | None = None
