@@ -131,7 +131,7 @@ def _dry_run(path: Path, data: Path, start: datetime) -> list[dict[str, Any]]:
     return [json.loads(x) for x in lines]
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(plan=plans(), hours=st.sampled_from([0, 2, 4, 6]))
 def test_the_estimate_is_what_the_dry_run_does(plan: dict[str, Any], hours: int) -> None:
     start = EVENING + timedelta(hours=hours)
