@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from runner.clock import Clock, ScaledClock, VirtualClock, VirtualLoop
 from runner.devices.interfaces import Guider
@@ -39,9 +39,6 @@ from runner.engine.memory import keep_frame_buffers
 from runner.errors import NightrunnerError, RunAborted
 from runner.plan.equipment import Equipment
 from runner.plan.models import Plan, Target
-
-if TYPE_CHECKING:
-    from runner.devices.sim.nominal import NominalRig
 
 log = logging.getLogger("nightrunner.run")
 
@@ -153,7 +150,6 @@ class Run:
         self.clock: ScaledClock | VirtualClock = clock or ScaledClock(speed=speed,
                                                                        start=options.start)
         self.clock.hold()  # simulated time starts when the night does, not during set-up
-        self._nominal: NominalRig | None = None  # --dry-run on a virtual loop
         self.executor: Executor | None = None
         self._night: asyncio.Task[None] | None = None
         self.abort_reason: str | None = None
@@ -520,7 +516,7 @@ class Run:
         rig = NominalRig.build(self.equipment, clock, self.plan.site.latitude,
                                self.plan.site.longitude)
         await rig.connect()
-        self._nominal = rig
+        self.devices = rig  # the control plane reads the dry run's (nominal) rig
         tz = _site_tz(self.plan)
         visibility = _visibility_factory(self.plan, clock.now(), tz)
         await asyncio.to_thread(_prefetch, visibility, self.plan, clock.now())
