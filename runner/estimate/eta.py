@@ -66,7 +66,7 @@ class EtaCache:
     def __init__(self, every: float = 30.0) -> None:
         self.every = every
         self._key: tuple[Any, ...] | None = None
-        self._value: Eta | None = None
+        self._value: tuple[int, Eta | None] = (0, None)  # (id of the run, its ETA)
         self._task: asyncio.Task[None] | None = None
         self._last = -1e9
 
@@ -76,17 +76,17 @@ class EtaCache:
             return None
         key = (id(run), len(ex.done_frames), ex.target.index if ex.target else None,
                ex.model.state.split(":")[0])
-        if key[0] != (self._key or (None,))[0]:
-            self._value = None  # another night: the old ETA is not its
-        fresh = time.monotonic() - self._last < self.every
+        other_night = self._key is None or key[0] != self._key[0]
+        fresh = not other_night and time.monotonic() - self._last < self.every
         if key != self._key and not fresh and (self._task is None or self._task.done()):
             self._key = key
             self._last = time.monotonic()
             self._task = asyncio.create_task(self._compute(run))
-        return self._value
+        owner, value = self._value
+        return value if owner == id(run) else None
 
     async def _compute(self, run: Any) -> None:
         try:
-            self._value = await asyncio.to_thread(eta_of, run)
+            self._value = (id(run), await asyncio.to_thread(eta_of, run))
         except Exception as exc:  # an ETA that cannot be computed never breaks status
             log.warning("eta not computed: %s", exc)
