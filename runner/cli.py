@@ -111,7 +111,8 @@ def run(
         bool, typer.Option("--resume", help="Continue the interrupted run of this plan.")
     ] = False,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Walk the plan on simulators; write no frames.")
+        bool, typer.Option("--dry-run", help="Run the plan on nominal devices in virtual time "
+                           "(as `estimate` does); write no frames.")
     ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print a machine-readable summary at the end.")
@@ -182,7 +183,13 @@ def run(
 
     try:
         plane = None if no_rpc else _control_plane(options.data_dir, rpc, tcp, token_file)
-        outcome = asyncio.run(run_served(runner_, plane))
+        if dry_run:  # the executor on nominal devices in virtual time (as `estimate` is)
+            from runner.clock import VirtualLoop
+
+            with asyncio.Runner(loop_factory=VirtualLoop) as loop_runner:
+                outcome = loop_runner.run(run_served(runner_, plane))
+        else:
+            outcome = asyncio.run(run_served(runner_, plane))
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

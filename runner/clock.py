@@ -4,14 +4,24 @@ Simulators share the same clock so that ``--speed N`` makes a whole night (coole
 frames, exposures, twilight) run N times faster, consistently. Simulated time flows continuously:
 ``now()`` is the wall-clock time elapsed since start multiplied by ``speed``, added to a chosen
 starting instant, and ``sleep(s)`` sleeps ``s / speed`` real seconds.
+
+:class:`VirtualClock` is discrete-event time instead: it runs on a :class:`VirtualLoop`, an
+event loop whose time jumps straight to the next wake-up whenever nothing is ready to run, so a
+whole night takes only the time its bookkeeping does (``nightrunner estimate``, ``--dry-run``,
+the mid-night ETA). asyncio's own timeouts and sleeps follow that time too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import selectors
 import time
+from collections.abc import Callable
+from concurrent.futures import Future as ConcurrentFuture
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
+
+_T = TypeVar("_T")
 
 
 class Clock(Protocol):
@@ -96,7 +106,10 @@ REAL_GRACE_S = 2.0
 
 
 def timeout_real(clock: Clock, seconds: float) -> float:
-    """Real seconds for an asyncio timeout of ``seconds`` of clock time."""
+    """Real seconds for an asyncio timeout of ``seconds`` of clock time (on a virtual clock the
+    loop's own time is clock time, and no machine load can make a device late)."""
+    if isinstance(clock, VirtualClock):
+        return clock.to_real(seconds)
     return clock.to_real(seconds) + REAL_GRACE_S
 
 
@@ -111,7 +124,109 @@ class Deadline:
         self._real_end = time.monotonic() + timeout_real(clock, seconds)
 
     def expired(self) -> bool:
-        return (
-            self.clock.monotonic() - self._clock_start > self.seconds
-            and time.monotonic() > self._real_end
-        )
+        late = self.clock.monotonic() - self._clock_start > self.seconds
+        if isinstance(self.clock, VirtualClock):
+            return late
+        return late and time.monotonic() > self._real_end
+
+
+# ----------------------------------------------------------------------------- virtual time
+
+
+class _JumpingSelector(selectors.DefaultSelector):
+    """A selector that, asked to wait for the next timer, jumps the loop's time there instead —
+    unless work in a thread is still running (``to_thread``): then it really waits for it."""
+
+    def __init__(self, loop: VirtualLoop) -> None:
+        super().__init__()
+        self._loop = loop
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        ready = super().select(0)
+        if ready or timeout is None or timeout <= 0:
+            return ready if ready or timeout is not None else super().select(None)
+        if self._loop.threads_busy:
+            return super().select(min(timeout, 0.05))
+        self._loop.advance(timeout)
+        return []
+
+
+class VirtualLoop(asyncio.SelectorEventLoop):
+    """An event loop on discrete-event time: ``time()`` is virtual and jumps to the next
+    scheduled callback whenever nothing is ready. Use with ``asyncio.Runner(loop_factory=
+    VirtualLoop)``; its clock is ``VirtualClock(loop, start)``."""
+
+    def __init__(self) -> None:
+        self._now = 0.0
+        self._threads = 0
+        super().__init__(_JumpingSelector(self))
+
+    def time(self) -> float:
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        self._now += max(0.0, seconds)
+
+    @property
+    def threads_busy(self) -> bool:
+        return self._threads > 0
+
+    def run_in_executor(  # type: ignore[override]
+        self, executor: Any, func: Callable[..., _T], *args: Any
+    ) -> asyncio.Future[_T]:
+        fut = super().run_in_executor(executor, func, *args)
+        self._threads += 1
+
+        def done(_: asyncio.Future[_T] | ConcurrentFuture[_T]) -> None:
+            self._threads -= 1
+
+        fut.add_done_callback(done)
+        return fut
+
+
+class VirtualClock:
+    """Clock time that is the :class:`VirtualLoop`'s time: sleeping costs no real time."""
+
+    def __init__(self, loop: VirtualLoop, start: datetime | None = None) -> None:
+        self._loop = loop
+        self._start = (start or datetime.now(UTC)).astimezone(UTC)
+        self._t0 = loop.time()
+
+    @property
+    def speed(self) -> float:
+        """Nominal: a virtual night has no fixed ratio to the wall clock."""
+        return 1.0
+
+    def monotonic(self) -> float:
+        return self._loop.time() - self._t0
+
+    def now(self) -> datetime:
+        return self._start + timedelta(seconds=self.monotonic())
+
+    def to_real(self, seconds: float) -> float:
+        return max(0.0, seconds)  # the loop's (virtual) seconds
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))
+
+    def hold(self) -> None:
+        """Nothing to hold: set-up work takes no virtual time unless it sleeps."""
+
+    def release(self) -> None:
+        """See :meth:`hold`."""
+
+
+def run_virtual(main: Callable[[VirtualClock], Any], start: datetime | None = None) -> Any:
+    """Run ``main(clock)`` (a coroutine function) to completion on a fresh virtual loop."""
+    out: list[Any] = []
+
+    async def body(clock: VirtualClock) -> None:
+        # the task returns None: asyncio.Runner (3.11) reprs the task, result included, when
+        # it restores SIGINT — on a night of 10,000 frames that repr took a second
+        out.append(await main(clock))
+
+    with asyncio.Runner(loop_factory=VirtualLoop) as runner:
+        loop = runner.get_loop()
+        assert isinstance(loop, VirtualLoop)
+        runner.run(body(VirtualClock(loop, start)))
+    return out[0]

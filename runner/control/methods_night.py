@@ -28,6 +28,9 @@ from runner.control.results import (
     Status,
     ValidateResult,
 )
+from runner.estimate.eta import EtaCache
+
+_ETA = EtaCache()  # one re-estimate per frame, not per status request
 
 
 class _Strict(BaseModel):
@@ -122,6 +125,11 @@ async def status(hub: Hub, _p: BaseModel) -> dict[str, Any]:
         "error_count": len(ex.counters.errors),
         "stacker": stacking() if callable(stacking) else None,
     })
+    if run is hub.run and hub.night_active:
+        eta = _ETA.get(run)
+        if eta is not None:
+            out["eta_target"] = eta.target.isoformat() if eta.target else None
+            out["eta_night"] = eta.night.isoformat()
     return Status.answer(out)
 
 

@@ -64,6 +64,10 @@ class Status(_Result):
     errors: list[str] | None = None
     error_count: int | None = None
     stacker: dict[str, Any] | None = None
+    #: when the current target and the night (its shutdown) end, ISO 8601: the estimate
+    #: re-run from the night's current state (runner.estimate.eta)
+    eta_target: str | None = None
+    eta_night: str | None = None
 
 
 class AbortResult(_Result):

@@ -10,15 +10,16 @@ possible between polls.
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-
 from runner.errors import DeviceDisconnected
+
+# the shared records (runner.records), re-exported: back-ends name them with their interfaces
+from runner.records import Frame as Frame
+from runner.records import GuideStats as GuideStats
+from runner.records import RoiBox as RoiBox
 
 
 class ExposureState(StrEnum):
@@ -27,34 +28,6 @@ class ExposureState(StrEnum):
     downloading = "downloading"
     ready = "ready"
     error = "error"
-
-
-@dataclass(frozen=True)
-class RoiBox:
-    """Sub-frame in unbinned sensor pixels."""
-
-    x: int
-    y: int
-    width: int
-    height: int
-
-
-@dataclass
-class Frame:
-    """A finished exposure: the pixels and what the camera knew when it took them."""
-
-    data: npt.NDArray[np.uint16]
-    exposure: float  # s
-    start: datetime  # UTC, shutter open
-    frame_type: str  # light | dark | bias | flat
-    binning: int
-    gain: int
-    offset: int
-    ccd_temp: float | None  # °C at the end of the exposure
-    set_temp: float | None  # °C cooler set point, None when cooler off
-    roi: RoiBox
-    bayer: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -317,17 +290,6 @@ class Mount(Device):
 class SafetyMonitor(Device):
     @abc.abstractmethod
     async def is_safe(self) -> bool: ...
-
-
-@dataclass(frozen=True)
-class GuideStats:
-    """Guiding RMS over an interval; arcsec when the pixel scale is known, else pixels."""
-
-    rms_ra: float
-    rms_dec: float
-    rms_total: float
-    unit: str  # "arcsec" | "px"
-    frames: int
 
 
 class GuiderState(StrEnum):

@@ -114,30 +114,29 @@ async def set_temperature(
     tolerance: float = 0.5,
     cooler_off_at_end: bool = False,
 ) -> float:
-    """Ramp the set point at ``rate`` °C/min (stepwise every 10 s) and wait until the sensor is
-    within ``tolerance`` of ``target``. Returns the final temperature."""
-    deadline = Deadline(clock, timeout)
+    """Ramp the set point at ``rate`` °C/min (sent at least every 10 s, computed from the
+    elapsed clock time, so the ramp reaches ``target`` exactly |Δ| / rate after it began) and
+    wait until the sensor is within ``tolerance`` of ``target``. Returns the final temperature.
+    The step fails when that has not happened ``timeout`` seconds after it began."""
+    began = clock.monotonic()
     current = await camera.temperature()
-    setpoint = current
+    ramp_s = 0.0 if rate is None else abs(target - current) / rate * 60.0
     step_s = 10.0
     while True:
-        if deadline.expired():
+        elapsed = clock.monotonic() - began
+        if elapsed >= timeout:
             raise DeviceTimeout(
                 f"camera at {await camera.temperature():.1f} °C, did not reach {target:g} °C "
                 f"within {timeout:g} s"
             )
-        if rate is None:
-            setpoint = target
-        else:
-            delta = rate * step_s / 60.0
-            if target > setpoint:
-                setpoint = min(target, setpoint + delta)
-            else:
-                setpoint = max(target, setpoint - delta)
+        setpoint = target if elapsed >= ramp_s else current + (target - current) * elapsed / ramp_s
         await camera.set_temperature(setpoint)
         temp = await camera.temperature()
         if setpoint == target and abs(temp - target) <= tolerance:
             if cooler_off_at_end:
                 await camera.set_cooler(False)
             return temp
-        await clock.sleep(step_s if rate is not None and setpoint != target else 2.0)
+        pause = step_s if setpoint != target else 2.0
+        if setpoint != target:
+            pause = min(pause, ramp_s - elapsed)  # land on the ramp's end exactly
+        await clock.sleep(min(pause, timeout - elapsed))

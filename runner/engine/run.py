@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runner.clock import Clock, ScaledClock
+from runner.clock import Clock, ScaledClock, VirtualClock, VirtualLoop
 from runner.devices.interfaces import Guider
 from runner.engine.compiler import Program, compile_plan
 from runner.engine.events import EventBus
@@ -149,7 +149,8 @@ class Run:
         if options.dry_run and options.speed is None:
             speed = 1000.0
         # a hub's devices run on the hub's clock: the night shares it
-        self.clock = clock or ScaledClock(speed=speed, start=options.start)
+        self.clock: ScaledClock | VirtualClock = clock or ScaledClock(speed=speed,
+                                                                       start=options.start)
         self.clock.hold()  # simulated time starts when the night does, not during set-up
         self.executor: Executor | None = None
         self._night: asyncio.Task[None] | None = None
@@ -213,6 +214,11 @@ class Run:
     # ------------------------------------------------------------------ the run
 
     async def execute(self) -> RunResult:
+        """On a :class:`VirtualLoop`, a dry run is the executor on nominal devices in virtual
+        time: the whole night in the time its bookkeeping takes (as ``estimate`` runs it)."""
+        loop = asyncio.get_running_loop()
+        if self.opt.dry_run and self._own_devices and isinstance(loop, VirtualLoop):
+            self.clock = VirtualClock(loop, self.opt.start)
         data = self.opt.data_dir
         data.mkdir(parents=True, exist_ok=True)
         with DataDirLock(data, self.plan.name), self._signals():
@@ -452,6 +458,10 @@ class Run:
         from runner.engine.framestore import FrameStore, NullFrameStore
 
         eq = self.equipment
+        if isinstance(self.clock, VirtualClock):
+            async with self._nominal_services(bus) as services:
+                yield services
+            return
         if self.opt.dry_run:
             eq = _simulated(eq)
         if self._own_devices or self.opt.dry_run:
@@ -508,7 +518,7 @@ class Run:
                 safety=devices.safety,
                 guider=guider,
                 frames=frames,
-                measure_hfr=(lambda _img: None) if self.opt.dry_run else measure_hfr,
+                measure_hfr=None if self.opt.dry_run else measure_hfr,
                 autofocus=_autofocuser(devices, eq, self.clock, bus),
                 visibility=visibility,
                 stacking=stacking,
@@ -521,6 +531,27 @@ class Run:
             if self._own_devices or self.opt.dry_run:
                 with contextlib.suppress(NightrunnerError):
                     await devices.disconnect_all()
+
+    @contextlib.asynccontextmanager
+    async def _nominal_services(self, bus: EventBus) -> AsyncIterator[Services]:
+        """--dry-run on the virtual clock: nominal devices, no frames written, no stacks."""
+        from runner.devices.sim.nominal import NominalRig
+        from runner.engine.framestore import NullFrameStore
+
+        clock = self.clock
+        rig = NominalRig.build(self.equipment, clock, self.plan.site.latitude,
+                               self.plan.site.longitude)
+        await rig.connect()
+        self.devices = rig  # the control plane reads the dry run's (nominal) rig
+        tz = _site_tz(self.plan)
+        visibility = _visibility_factory(self.plan, clock.now(), tz)
+        await asyncio.to_thread(_prefetch, visibility, self.plan, clock.now())
+        yield Services(
+            clock=clock, camera=rig.camera, filter_wheel=rig.filter_wheel, focuser=rig.focuser,
+            mount=rig.mount, safety=rig.safety, guider=rig.guider, frames=NullFrameStore(),
+            measure_hfr=None, autofocus=rig.autofocuser(self.equipment, clock),
+            visibility=visibility, site_tz=tz, filter_slots=rig.filter_slots,
+        )
 
     # ------------------------------------------------------------------ summary
 

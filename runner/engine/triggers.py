@@ -8,7 +8,7 @@ autofocus baseline.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from runner.plan.models import Triggers
@@ -22,11 +22,14 @@ class TriggerState:
     focus_temperature: float | None = None  # °C at the last autofocus
     focus_hfr: float | None = None  # px, first HFR measured after the last autofocus
     focus_filter: str | None = None
-    filter_changed: bool = False  # the filter changed since the last light frame
+    #: the next light's filter differs from the last autofocus's (or, before any, from the
+    #: last light's): the night's first filter is not a change
+    filter_changed: bool = False
+    light_filter: str | None = None  # the filter of the last light frame
     last_hfr: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return dict(vars(self))  # scalar fields: a shallow copy is asdict's result, cheaper
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> TriggerState:

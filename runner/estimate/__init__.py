@@ -14,8 +14,8 @@ from runner.estimate.model import (
     TargetStatus,
     Timeline,
 )
+from runner.estimate.night import estimate
 from runner.estimate.render import render_table, timeline_json
-from runner.estimate.walk import estimate
 
 __all__ = [
     "Assumptions",

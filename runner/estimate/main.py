@@ -92,7 +92,7 @@ def sky_diagnostics(
         return out
 
     from runner.estimate.model import TargetStatus
-    from runner.estimate.walk import estimate
+    from runner.estimate.night import estimate
 
     timeline = estimate(plan, equipment, date=day)
     for te in timeline.targets:
@@ -144,8 +144,8 @@ def estimate_main(plan_path: Path, date: str | None, as_json: bool) -> int:
         print(tz_error.format(), file=sys.stderr)
         return 1
 
+    from runner.estimate.night import estimate
     from runner.estimate.render import render_table, timeline_json
-    from runner.estimate.walk import estimate
 
     timeline = estimate(plan, equipment, date=day)
     if as_json:

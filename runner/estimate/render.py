@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import IO
 
 from runner.estimate.model import Phase, TargetEstimate, TargetStatus, Timeline
-from runner.estimate.walk import duration_text
+from runner.estimate.timeline import duration_text
 
 
 def timeline_json(timeline: Timeline) -> str:

@@ -15,8 +15,9 @@ from enum import StrEnum
 from runner.clock import Clock
 from runner.devices.interfaces import Guider, GuiderState, GuideStats
 from runner.errors import GuiderConnectionError, GuiderError
-from runner.guiding.phd2_client import Event, PHD2Client
+from runner.guiding.phd2_client import PHD2Client
 from runner.guiding.phd2_types import PHD2RpcError, SettleParams, SettleProgress
+from runner.guiding.phd2_wire import Event
 from runner.plan.equipment import GuiderProfile
 
 log = logging.getLogger(__name__)

@@ -50,7 +50,7 @@ from typing import IO
 import numpy as np
 from astropy.io import fits
 
-from runner.devices.interfaces import Frame, GuideStats
+from runner.records import Frame, GuideStats
 from runner.storage.durable import fsync_dir
 
 HeaderValue = str | int | float | bool

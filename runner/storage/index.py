@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Any
 
-from runner.devices.interfaces import Frame
+from runner.records import Frame
 from runner.storage.fits import FrameMeta
 
 INDEX_FILENAME = "index.sqlite"

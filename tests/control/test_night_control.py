@@ -91,6 +91,22 @@ async def test_the_night_owns_the_rig_until_it_is_paused(night: Served) -> None:
         await _refused_while_imaging(h)
 
 
+async def test_status_says_when_the_target_and_the_night_will_end(night: Served) -> None:
+    async with HttpRpc(night.url) as h:
+        status = await wait_for(lambda: _with_eta(h), what="an ETA in status")
+        clock = datetime.fromisoformat(status["clock"])
+        target_end = datetime.fromisoformat(status["eta_target"])
+        night_end = datetime.fromisoformat(status["eta_night"])
+        # 2000 lights of this plan are hours away, and the shutdown comes after the target
+        assert clock < target_end <= night_end
+        assert (target_end - clock).total_seconds() > 3600
+
+
+async def _with_eta(h: HttpRpc) -> dict[str, Any] | None:
+    status = await h.result("status")
+    return status if status.get("eta_night") else None
+
+
 async def _paused(h: HttpRpc) -> dict[str, Any] | None:
     status = await h.result("status")
     return status if status["paused"] else None

@@ -1,6 +1,7 @@
 """A PHD2 simulator that speaks PHD2's event-server protocol on TCP (``nightrunner sim phd2``)."""
 
-from runner.guiding.sim.core import DEFAULT_PROFILES, PHD2Core, RpcError, SimFaults, SimProfile
+from runner.guiding.sim.core import PHD2Core
+from runner.guiding.sim.model import DEFAULT_PROFILES, RpcError, SimFaults, SimProfile
 from runner.guiding.sim.server import PHD2Simulator
 from runner.guiding.sim.star import GuideCameraParams, GuideStar
 

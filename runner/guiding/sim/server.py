@@ -25,14 +25,14 @@ from typing import Any, Self
 
 from runner.clock import Clock
 from runner.devices.sim.world import SimWorld
-from runner.guiding.sim.core import (
+from runner.guiding.sim.core import PHD2Core
+from runner.guiding.sim.model import (
     DEFAULT_PROFILES,
     INTERNAL_ERROR,
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
     PARSE_ERROR,
     Event,
-    PHD2Core,
     RpcError,
     SimFaults,
     SimProfile,
