@@ -77,7 +77,7 @@ def post_webhook(url: str, token: str | None, payload: dict[str, Any], timeout: 
                                  headers=headers, method="POST")
     shown = f"webhook {where(url)}"
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (http/https only)
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
             resp.read()
     except urllib.error.HTTPError as exc:
         # a 4xx (but a timeout or rate limit) will not change on retry
