@@ -39,8 +39,9 @@ Send = Callable[[dict[str, Any]], None]
 class _Channel:
     """A named delivery function and the thread that feeds it."""
 
-    def __init__(self, name: str, send: Send, notifier: Notifier) -> None:
+    def __init__(self, name: str, send: Send, cfg: Notify, notifier: Notifier) -> None:
         self.name = name
+        self.cfg = cfg
         self.send = send
         self.n = notifier
         self.queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
@@ -56,7 +57,7 @@ class _Channel:
         self.queue.task_done()
 
     def _deliver(self, payload: dict[str, Any]) -> None:
-        cfg = self.n.cfg
+        cfg = self.cfg
         if payload["kind"] in ("finish", "failure"):
             payload = {**payload, "summary": _summary(payload.get("run_dir"))}
         attempts = cfg.retries + 1
@@ -109,15 +110,15 @@ class Notifier:
         argv = cfg.argv()
         if argv is not None:
             self._channels.append(_Channel(
-                "command", lambda p: channels.run_command(argv, p, timeout), self))
+                "command", lambda p: channels.run_command(argv, p, timeout), cfg, self))
         if cfg.webhook is not None:
             url, token_env = cfg.webhook, cfg.webhook_token_env
             self._channels.append(_Channel("webhook", lambda p: channels.post_webhook(
-                url, channels.secret(token_env, "webhook token"), p, timeout), self))
+                url, channels.secret(token_env, "webhook token"), p, timeout), cfg, self))
         if cfg.email is not None:
             mail = cfg.email
             self._channels.append(_Channel(
-                "email", lambda p: channels.send_email(mail, p, timeout), self))
+                "email", lambda p: channels.send_email(mail, p, timeout), cfg, self))
 
     def bind(self, run: Any) -> None:
         self.run = run

@@ -700,7 +700,8 @@ class Target(Model):
 
 # --------------------------------------------------------------------------- notify
 
-NOTIFY_EVENTS = ("start", "finish", "failure", "abort", "safety")
+NotifyEvent = Literal["start", "finish", "failure", "abort", "safety"]
+NOTIFY_EVENTS: tuple[NotifyEvent, ...] = ("start", "finish", "failure", "abort", "safety")
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
@@ -748,7 +749,7 @@ class Notify(Model):
         "`Authorization: Bearer …` with the webhook.",
     )
     email: NotifyEmail | None = None
-    on: list[Literal["start", "finish", "failure", "abort", "safety"]] = Field(
+    on: list[NotifyEvent] = Field(
         default_factory=lambda: list(NOTIFY_EVENTS),
         description="Events that notify: start, finish (every end, with the summary), "
         "failure, abort (when requested), safety (the safety monitor said unsafe).",
