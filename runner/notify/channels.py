@@ -80,7 +80,8 @@ def post_webhook(url: str, token: str | None, payload: dict[str, Any], timeout: 
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             resp.read()
     except urllib.error.HTTPError as exc:
-        exc.close()  # it holds the connection        # a 4xx (but a timeout or rate limit) will not change on retry
+        exc.close()  # it holds the connection
+        # a 4xx (but a timeout or rate limit) will not change on retry
         final = 400 <= exc.code < 500 and exc.code not in (408, 425, 429)
         raise DeliveryError(f"{shown}: HTTP {exc.code}", final=final) from None
     except (urllib.error.URLError, OSError, TimeoutError) as exc:

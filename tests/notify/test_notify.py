@@ -74,8 +74,7 @@ def test_the_webhook_hears_the_start_and_the_finish_with_the_summary(
 
 def test_an_abort_is_told_at_once_and_the_end_says_aborted(rig: Rig, hook: Hook) -> None:
     run = _night(rig, f"{{webhook: '{hook.url}', on: [abort, finish]}}", LONG_NIGHT,
-                 abort_on=lambda e: e["event"] == "waiting" or e["event"] == "step"
-                 and e.get("kind") == "wait")
+                 abort_on=lambda e: e["event"] == "step" and e.get("kind") == "wait")
     assert hook.kinds() == ["abort", "finish"]
     assert hook.posts[0]["reason"] == "stopped by the test"
     assert hook.posts[0]["message"] == "night aborted: stopped by the test"
