@@ -145,3 +145,21 @@ def test_a_missing_command_is_a_warning_and_the_night_completes(rig: Rig) -> Non
     warnings = [e["message"] for e in _events(run) if e["event"] == "warning"]
     assert ("notification 'start' not delivered: command no-such-notifier: not found "
             "(gave up after 1 attempt); the night goes on") in warnings
+
+
+@pytest.mark.parametrize(("notify", "message"), [
+    ("{on: [finish]}", "notify needs a `command`, a `webhook` or an `email`"),
+    ("{webhook: 'ftp://x/y'}", "String should match pattern"),
+    ("{webhook: 'http://x/', on: [dawn]}", "expected 'start', 'finish', 'failure', 'abort' or 'safety', got 'dawn'"),
+    ("{email: {host: h, from: a@b.c, to: x@y.z, password_env: P}}",
+     "`username` and `password_env` go together"),
+    ("{email: {host: h, from: a@b.c, to: x@y.z, username: u, password_env: 'hunter 2'}}",
+     "String should match pattern"),
+])
+def test_a_notify_that_cannot_work_is_rejected_at_its_line(
+        rig: Rig, notify: str, message: str) -> None:
+    from runner.plan.loader import load_plan
+
+    plan = rig.write(NIGHT + f"notify: {notify}\n")
+    diags = [d.format() for d in load_plan(plan).diagnostics]
+    assert any(d.startswith(f"{plan}:9:") and message in d for d in diags), diags
