@@ -10,6 +10,7 @@ structural steps, ``steps``. YAML never names Python classes.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -705,6 +706,14 @@ NOTIFY_EVENTS: tuple[NotifyEvent, ...] = ("start", "finish", "failure", "abort",
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
+def _env_name(v: Any, key: str) -> Any:
+    """The plan names the variable; the secret itself never sits in a plan file."""
+    if isinstance(v, str) and not re.match(_ENV_NAME, v):
+        raise ValueError(f"`{key}` names an environment variable (letters, digits, _), "
+                         f"it does not hold the secret itself")
+    return v
+
+
 class NotifyEmail(Model):
     """E-mail through SMTP; the password comes from the environment, never from the plan."""
 
@@ -723,6 +732,11 @@ class NotifyEmail(Model):
     @classmethod
     def _one_address(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
+
+    @field_validator("password_env", mode="before")
+    @classmethod
+    def _env_name(cls, v: Any) -> Any:
+        return _env_name(v, "password_env")
 
     @model_validator(mode="after")
     def _login_pair(self) -> NotifyEmail:
@@ -759,6 +773,18 @@ class Notify(Model):
         2.0, description="Seconds before the first retry; doubles on each further retry."
     )
     timeout: Duration = Field(10.0, description="Seconds one delivery attempt may take.")
+
+    @field_validator("webhook_token_env", mode="before")
+    @classmethod
+    def _token_env(cls, v: Any) -> Any:
+        return _env_name(v, "webhook_token_env")
+
+    @field_validator("webhook", mode="before")
+    @classmethod
+    def _url(cls, v: Any) -> Any:
+        if isinstance(v, str) and not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError("`webhook` must be an http:// or https:// URL")
+        return v
 
     @field_validator("command")
     @classmethod

@@ -149,12 +149,13 @@ def test_a_missing_command_is_a_warning_and_the_night_completes(rig: Rig) -> Non
 
 @pytest.mark.parametrize(("notify", "message"), [
     ("{on: [finish]}", "notify needs a `command`, a `webhook` or an `email`"),
-    ("{webhook: 'ftp://x/y'}", "String should match pattern"),
-    ("{webhook: 'http://x/', on: [dawn]}", "expected 'start', 'finish', 'failure', 'abort' or 'safety', got 'dawn'"),
+    ("{webhook: 'ftp://x/y'}", "`webhook` must be an http:// or https:// URL"),
+    ("{webhook: 'http://x/', on: [dawn]}",
+     "expected 'start', 'finish', 'failure', 'abort' or 'safety', got 'dawn'"),
     ("{email: {host: h, from: a@b.c, to: x@y.z, password_env: P}}",
      "`username` and `password_env` go together"),
     ("{email: {host: h, from: a@b.c, to: x@y.z, username: u, password_env: 'hunter 2'}}",
-     "String should match pattern"),
+     "`password_env` names an environment variable"),
 ])
 def test_a_notify_that_cannot_work_is_rejected_at_its_line(
         rig: Rig, notify: str, message: str) -> None:
