@@ -27,9 +27,9 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from runner.plan.models import Site  # noqa: E402
-from runner.schedule.when import sun_altitude_at  # noqa: E402
-from tests.schedule.schedkit import SimHub, add_job, decisions, write_plan  # noqa: E402
+from runner.plan.models import Site
+from runner.schedule.when import sun_altitude_at
+from tests.schedule.schedkit import SimHub, add_job, decisions, write_plan
 
 AMS = ZoneInfo("Europe/Amsterdam")
 SITE = Site(latitude=52.37, longitude=4.89, timezone="Europe/Amsterdam")
@@ -55,62 +55,74 @@ def dusk(day: datetime) -> datetime:
     return hi
 
 
-def first_clock(run_dir: Path) -> datetime:
-    with (run_dir / "events.jsonl").open() as f:
-        return datetime.fromisoformat(json.loads(f.readline())["clock"])
+class Watch:
+    """Sees each night's Run as it is created (before its first event): notes when its night
+    began on the engine clock, and cuts the reboot night after its third frame."""
 
+    def __init__(self) -> None:
+        self.runs: list[Any] = []
+        self.began: list[datetime] = []
+        self.cut = False
 
-def frames_of(run_dir: Path) -> list[str]:
-    """The light frames the night's journal records (a resumed night's, once each)."""
-    out = []
-    for line in (run_dir / "journal.jsonl").read_text().splitlines():
-        with_frame = json.loads(line)
-        if with_frame.get("kind") == "frame" or with_frame.get("event") == "frame":
-            out.append(str(with_frame.get("path") or with_frame.get("file")))
-    return out
+    def wrap(self, hub: SimHub) -> None:
+        original = hub.hub.start_night
+
+        async def start(plan: Path, resume: bool = False) -> Any:
+            out = await original(plan, resume)
+            self.attach(hub.hub.run, resume)
+            return out
+
+        hub.hub.start_night = start
+
+    def attach(self, run: Any, resume: bool) -> None:
+        self.runs.append(run)
+        frames = {"n": 0, "first": True}
+        cut_this = len(self.runs) == REBOOT_NIGHT and not self.cut
+
+        def listen(event: dict[str, Any]) -> None:
+            if frames["first"]:
+                frames["first"] = False
+                if not resume:
+                    self.began.append(datetime.fromisoformat(event["clock"]))
+            if cut_this and event["event"] == "frame":
+                frames["n"] += 1
+                if frames["n"] == 3:
+                    self.cut = True
+                    asyncio.get_running_loop().call_soon(run.abort, "power cut")
+
+        run.listeners.append(listen)
 
 
 async def week(root: Path) -> dict[str, Any]:
     plan = write_plan(root, frames=FRAMES, exposure=60, name="weekly")
     data = root / "data"
     add_job(data, plan, "dusk", FIRST)
+    watch = Watch()
     hub = await SimHub.open(data, plan, FIRST, speed=SPEED)
+    watch.wrap(hub)
     real0 = time.monotonic()
     rebooted = False
-    seen_runs: list[Any] = []
     try:
         hub.begin()
         while True:
-            starts = [d for d in decisions(data) if d["action"] in ("started", "resumed")]
-            run = hub.hub.run
-            if run is not None and run not in seen_runs and run.bus is not None:
-                seen_runs.append(run)
-                if len(seen_runs) == REBOOT_NIGHT and not rebooted:
-                    count = {"n": 0}
-
-                    def cut(event: dict[str, Any], run: Any = run, count: Any = count) -> None:
-                        if event["event"] == "frame":
-                            count["n"] += 1
-                            if count["n"] == 3:
-                                asyncio.get_running_loop().call_soon(run.abort, "power cut")
-                    run.bus.subscribe(cut)
-            if (len(seen_runs) == REBOOT_NIGHT and not rebooted and hub.hub.night_task
-                    and hub.hub.night_task.done()):
+            await asyncio.sleep(0.05)
+            task = hub.hub.night_task
+            if watch.cut and not rebooted and task is not None and task.done():
                 cut_at = hub.clock.now()
                 await hub.close()
                 rebooted = True
                 hub = await SimHub.open(data, plan, cut_at + timedelta(minutes=10), speed=SPEED)
+                watch.wrap(hub)
                 hub.begin()
                 continue
-            finished = sum(1 for d in starts if d["action"] == "started")
-            if finished >= NIGHTS and not hub.hub.night_active:
+            if len(watch.began) >= NIGHTS and not hub.hub.night_active:
                 break
             if time.monotonic() - real0 > 900:
                 raise TimeoutError("the week did not end in 15 min")
-            await asyncio.sleep(0.002)
     finally:
         await hub.close()
-    return {"data": data, "real_s": time.monotonic() - real0, "decisions": decisions(data)}
+    return {"data": data, "real_s": time.monotonic() - real0, "decisions": decisions(data),
+            "began": watch.began}
 
 
 def main() -> int:
@@ -124,8 +136,7 @@ def main() -> int:
         planned = Counter(d["planned"] for d in starts)
         late = []
         plans = sorted(datetime.fromisoformat(d["planned"]) for d in starts)
-        for r, sched in zip(runs, plans, strict=False):
-            began = first_clock(r)
+        for r, sched, began in zip(runs, plans, got["began"], strict=False):
             local = began.astimezone(AMS)
             day = local if local.hour >= 12 else local - timedelta(days=1)
             d = dusk(day)
@@ -152,6 +163,10 @@ def main() -> int:
           and frames_total == NIGHTS * FRAMES and dup == 0 and reboot is not None
           and all(s["frames"]["light"] + s["frames"].get("skipped_on_resume", 0) == FRAMES
                   for s in summaries))
+    if not ok:
+        for d in got["decisions"]:
+            if d["action"] != "next":
+                print("  decision:", d)
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
 
