@@ -178,6 +178,9 @@ def run(
         plan_path=plan,
     )
     runner_ = Run(result.plan, result.equipment, options)
+    from runner.notify import attach_notifier
+
+    notifier = attach_notifier(runner_)
     from runner.control.night import run_served
     from runner.errors import ConfigError
 
@@ -202,6 +205,7 @@ def run(
         where = exc.filename or options.data_dir
         typer.echo(f"error: data directory {where}: {exc.strerror or exc}", err=True)
         raise typer.Exit(1) from None
+    notifier.drain()  # the night is over; the last notifications go out before the exit
     _final_words(outcome, as_json)
     raise typer.Exit(outcome.exit_code)
 

@@ -79,6 +79,10 @@ class ScaledClock:
             self._held_at = None
 
     @property
+    def held(self) -> bool:
+        return self._held_at is not None
+
+    @property
     def speed(self) -> float:
         return self._speed
 

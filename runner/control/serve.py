@@ -76,6 +76,7 @@ async def _start_night(
 ) -> dict[str, Any]:
     from runner.control.protocol import RpcError
     from runner.engine.run import Run, RunOptions
+    from runner.notify import attach_notifier
     from runner.plan.loader import load_plan
 
     if not await asyncio.to_thread(plan_path.is_file):
@@ -89,6 +90,7 @@ async def _start_night(
     # the plan's devices are the hub's: it runs on the rig the hub holds
     run = Run(result.plan, hub.equipment, options, devices=hub.devices, clock=hub.clock,
               listeners=[hub.events])
+    attach_notifier(run)  # delivered in the background; the workers end with the night
     task = asyncio.create_task(run.execute())
     hub.attach(run, task)
     task.add_done_callback(lambda _t: hub.detach())

@@ -65,6 +65,8 @@ EXEC_MOUNT = "runner/engine/exec_mount.py"
 EXEC_CORE = "runner/engine/exec_core.py"
 NOMINAL = "runner/devices/sim/nominal.py"
 NOT_YET = "is not implemented yet"
+NOTIFY = "runner/notify/notifier.py"
+CHANNELS = "runner/notify/channels.py"
 
 AUDIT: dict[str, Used | Rejected] = {
     # ---- plan
@@ -80,6 +82,22 @@ AUDIT: dict[str, Used | Rejected] = {
     "Plan.blocks": Used(COMP, "self.plan.blocks[step.use]"),
     "Plan.shutdown": Used(COMP, "c.nodes(plan.shutdown"),
     "Plan.on_error": Used(COMP, "plan.on_error"),
+    "Plan.notify": Used(NOTIFY, "Notifier(run.plan.notify, run.plan.name)"),
+    "Notify.command": Used(NOTIFY, "argv = cfg.argv()"),
+    "Notify.webhook": Used(NOTIFY, "if cfg.webhook is not None:"),
+    "Notify.webhook_token_env": Used(NOTIFY, "cfg.webhook, cfg.webhook_token_env"),
+    "Notify.email": Used(NOTIFY, "if cfg.email is not None:"),
+    "Notify.on": Used(NOTIFY, "kind not in cfg.on"),
+    "Notify.retries": Used(NOTIFY, "attempts = cfg.retries + 1"),
+    "Notify.backoff": Used(NOTIFY, "delay = cfg.backoff"),
+    "Notify.timeout": Used(NOTIFY, "timeout = cfg.timeout"),
+    "NotifyEmail.host": Used(CHANNELS, "smtplib.SMTP(cfg.host, cfg.port"),
+    "NotifyEmail.port": Used(CHANNELS, "smtplib.SMTP(cfg.host, cfg.port"),
+    "NotifyEmail.from_": Used(CHANNELS, 'msg["From"] = cfg.from_'),
+    "NotifyEmail.to": Used(CHANNELS, 'msg["To"] = ", ".join(cfg.to)'),
+    "NotifyEmail.starttls": Used(CHANNELS, "if cfg.starttls:"),
+    "NotifyEmail.username": Used(CHANNELS, "smtp.login(cfg.username, password)"),
+    "NotifyEmail.password_env": Used(CHANNELS, 'secret(cfg.password_env, "e-mail")'),
     "IncludedPlan.include": Used(LOAD, "_merge_includes(doc.data"),
     "IncludedPlan.blocks": Used(LOAD, 'doc.data.get("blocks")'),
     "IncludedPlan.targets": Used(LOAD, 'doc.data.get("targets")'),
