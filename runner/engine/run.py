@@ -37,6 +37,9 @@ from runner.plan.equipment import Equipment
 from runner.plan.models import Plan, Target
 from runner.storage.durable import atomic_write_text, fsync_dir
 
+#: as the estimate's horizon (runner/estimate/replay.py): no night is longer
+DRY_RUN_HORIZON_S = 48 * 3600.0
+
 log = logging.getLogger("nightrunner.run")
 
 # signals that end the night in the safe shutdown, and signals that are only noted
@@ -172,6 +175,16 @@ class Run:
         bus.emit("error", message=message)
 
     # ------------------------------------------------------------------ control
+
+    def _dry_run_horizon(self) -> asyncio.TimerHandle | None:
+        """On the virtual clock a loop that never ends would spin forever (validation refuses
+        the ones it can foresee): the dry run, like the estimate, stops at its horizon."""
+        loop = asyncio.get_running_loop()
+        if not (self.opt.dry_run and isinstance(loop, VirtualLoop)):
+            return None
+        hours = DRY_RUN_HORIZON_S / 3600
+        return loop.call_later(DRY_RUN_HORIZON_S, self.abort,
+                               f"the dry run reached {hours:g} h of clock time: a loop never ends")
 
     def abort(self, reason: str = "abort requested") -> None:
         """Safe stop: the running exposure is aborted, then shutdown runs."""
@@ -372,6 +385,7 @@ class Run:
         outcome = "completed"
         try:
             self._night = asyncio.create_task(ex.run_night())
+            horizon = self._dry_run_horizon()
             if self.abort_reason is not None:  # aborted while the night was being set up
                 self._night.cancel()
             try:
@@ -393,6 +407,8 @@ class Run:
                 ex._error(f"unexpected {type(exc).__name__}: {exc}")
                 outcome = "failed"
             safety.cancel()
+            if horizon is not None:
+                horizon.cancel()
             self._shutting_down = True
             await ex.run_shutdown()
             # frames taken before an abort or failure are still written (behind the shutdown)

@@ -58,6 +58,11 @@ def max_altitude(latitude: float, dec: float) -> float:
     return 90.0 - abs(latitude - dec)
 
 
+def min_altitude(latitude: float, dec: float) -> float:
+    """Lowest altitude (deg) an object at ``dec`` sinks to from ``latitude`` (lower transit)."""
+    return abs(latitude + dec) - 90.0
+
+
 def timezone_problem(name: str) -> str | None:
     """Why ``name`` is not a usable IANA zone (with the nearest names), or None.
 
@@ -254,6 +259,25 @@ def check_plan(plan: Plan, eq: Equipment, pos: Positions) -> list[Diagnostic]:
                     err(("triggers", i, k), f"safety trigger, but equipment '{eq.name}' has no "
                         "safety monitor ('safety:' in the profile)", key=True)
 
+    def check_loops_end(t: int, name: str, *, low: float, floor: float | None) -> None:
+        """A loop that only waits for a circumpolar target to sink below an altitude it never
+        reaches would image through the dawn and on (and hang the estimate): unless one of the
+        target's constraints ends it, it is refused."""
+        cons = plan.targets[t].constraints
+        if (cons.until is not None or cons.twilight is not None
+                or cons.max_sun_altitude is not None or (floor is not None and low < floor)):
+            return
+        for path, step in iter_steps(plan.targets[t].sequence, ("targets", t, "sequence")):
+            if not isinstance(step, RepeatStep) or step.repeat.until is None:
+                continue
+            u = step.repeat.until
+            if u.time is None and u.frames is None and u.altitude_below is not None \
+                    and low >= u.altitude_below:
+                err((*path, "repeat", "until", "altitude_below"), f"'{name}' never sinks below "
+                    f"{u.altitude_below:g}° at latitude {plan.site.latitude:g}° (lowest "
+                    f"{low:.1f}°): this loop would never end; add 'time' or 'frames' to "
+                    "'until', or a 'twilight' or 'until' constraint to the target")
+
     # targets
     names: dict[str, int] = {}
     for t, target in enumerate(plan.targets):
@@ -274,6 +298,8 @@ def check_plan(plan: Plan, eq: Equipment, pos: Positions) -> list[Diagnostic]:
         elif floor is not None and top < floor:
             err(cpath, f"'{target.name}' never gets above {top:.1f}° at latitude "
                 f"{plan.site.latitude:g}°, but the constraints need {floor:.1f}°")
+        check_loops_end(t, target.name, low=min_altitude(plan.site.latitude,
+                        target.coordinates.dec), floor=floor)
         if cons.after is not None and cons.until is not None and str(cons.after) == str(
             cons.until
         ):

@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from runner.clock import VirtualLoop
 from runner.engine.run import Run, RunOptions
 from runner.estimate import TargetStatus, Timeline, estimate
+from runner.plan.diagnostics import Severity
 from runner.plan.loader import load_plan
 from tests.engine.conftest import EQUIPMENT, EVENING
 
@@ -131,14 +132,19 @@ def _dry_run(path: Path, data: Path, start: datetime) -> list[dict[str, Any]]:
     return [json.loads(x) for x in lines]
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=10, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(plan=plans(), hours=st.sampled_from([0, 2, 4, 6]))
 def test_the_estimate_is_what_the_dry_run_does(plan: dict[str, Any], hours: int) -> None:
     start = EVENING + timedelta(hours=hours)
     with tempfile.TemporaryDirectory() as tmp:
         path = _write(Path(tmp), plan)
         loaded = load_plan(path)
-        assert loaded.ok, [d.format() for d in loaded.diagnostics]
+        problems = [d.format() for d in loaded.diagnostics if d.severity is Severity.error]
+        # the one refusal a random plan may earn: a loop that would never end (a circumpolar
+        # target waited for to sink below an altitude it never reaches)
+        assume(not problems or not all("would never end" in p for p in problems))
+        assert loaded.ok, problems
         assert loaded.plan is not None and loaded.equipment is not None
         tl = estimate(loaded.plan, loaded.equipment, start=start)
         events = _dry_run(path, Path(tmp) / "data", start)
@@ -153,7 +159,8 @@ def test_the_estimate_is_what_the_dry_run_does(plan: dict[str, Any], hours: int)
             assert abs((te.end - ends[te.name]).total_seconds()) < 1e-3
 
 
-@settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=2, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(seq=st.lists(st.one_of(expose(), st.builds(
     lambda fs: {"each_filter": fs, "steps": [{"expose": {"count": 2, "exposure": 30}}]},
     st.lists(st.sampled_from(FILTERS), min_size=1, max_size=3, unique=True))),

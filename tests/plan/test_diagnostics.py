@@ -93,6 +93,33 @@ blocks:
     assert any("uses itself" in m for m in msgs.values())
 
 
+def test_a_loop_that_could_never_end_is_refused(write_plan: Callable[..., Path]) -> None:
+    """NGC 188 never sinks below 47.6° from 52.4° N: waiting for 40° would image into the day."""
+    loop = """\
+    sequence:
+      - repeat: {until: {altitude_below: 40}}
+        steps:
+          - expose: {count: 1, exposure: 5}
+"""
+    forever = write_plan(HEADER + """\
+targets:
+  - name: NGC 188
+    coordinates: {ra: 12.1, dec: 85.2}
+""" + loop)
+    result = load_plan(forever)
+    errors = [d for d in result.diagnostics if d.severity == "error"]
+    assert [(d.line, d.column) for d in errors] == [(8, 42)]  # at the 40
+    assert "never sinks below 40° at latitude 52.37° (lowest 47.6°)" in errors[0].message
+    # a twilight constraint (or a frame count or a time) ends the same loop: accepted
+    bounded = write_plan(HEADER + """\
+targets:
+  - name: NGC 188
+    coordinates: {ra: 12.1, dec: 85.2}
+    constraints: {twilight: astronomical}
+""" + loop, name="bounded.yaml")
+    assert load_plan(bounded).ok
+
+
 def test_warnings_do_not_fail_validation(write_plan: Callable[..., Path]) -> None:
     path = write_plan(
         HEADER
