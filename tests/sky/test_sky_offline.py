@@ -8,7 +8,6 @@ import textwrap
 from datetime import date
 
 import numpy as np
-import pytest
 from skysites import AMSTERDAM
 
 from runner.sky.events import night_events
@@ -24,9 +23,6 @@ def run_python(code: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.xfail(reason="regression under issue 9: runner.estimate now imports the engine, "
-                   "whose package __init__ imports Run and so storage.fits (astropy); a lazy "
-                   "runner.engine/__init__ fixes it but was not verified in time", strict=False)
 def test_plan_and_estimate_imports_do_not_load_astropy() -> None:
     proc = run_python(
         """
