@@ -137,6 +137,11 @@ class Deadline:
 # ----------------------------------------------------------------------------- virtual time
 
 
+#: How far a night on the virtual clock may run (estimate, dry run): no real night is longer,
+#: and a loop that never ends must not spin forever.
+VIRTUAL_HORIZON_S = 48 * 3600.0
+
+
 class _JumpingSelector(selectors.DefaultSelector):
     """A selector that, asked to wait for the next timer, jumps the loop's time there instead —
     unless work in a thread is still running (``to_thread``): then it really waits for it."""

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runner.clock import Clock, ScaledClock, VirtualClock, VirtualLoop
+from runner.clock import VIRTUAL_HORIZON_S, Clock, ScaledClock, VirtualClock, VirtualLoop
 from runner.devices.interfaces import Guider
 from runner.engine.compiler import Program, compile_plan
 from runner.engine.events import EventBus
@@ -36,9 +36,6 @@ from runner.errors import NightrunnerError, RunAborted
 from runner.plan.equipment import Equipment
 from runner.plan.models import Plan, Target
 from runner.storage.durable import atomic_write_text, fsync_dir
-
-#: as the estimate's horizon (runner/estimate/replay.py): no night is longer
-DRY_RUN_HORIZON_S = 48 * 3600.0
 
 log = logging.getLogger("nightrunner.run")
 
@@ -182,8 +179,8 @@ class Run:
         loop = asyncio.get_running_loop()
         if not (self.opt.dry_run and isinstance(loop, VirtualLoop)):
             return None
-        hours = DRY_RUN_HORIZON_S / 3600
-        return loop.call_later(DRY_RUN_HORIZON_S, self.abort,
+        hours = VIRTUAL_HORIZON_S / 3600
+        return loop.call_later(VIRTUAL_HORIZON_S, self.abort,
                                f"the dry run reached {hours:g} h of clock time: a loop never ends")
 
     def abort(self, reason: str = "abort requested") -> None:

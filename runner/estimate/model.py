@@ -10,6 +10,8 @@ from datetime import date, datetime, tzinfo
 from enum import StrEnum
 from typing import Any
 
+from runner.clock import VIRTUAL_HORIZON_S
+
 
 class TargetStatus(StrEnum):
     complete = "complete"  #: the sequence ran to its end
@@ -36,7 +38,7 @@ class Assumptions:
     guide_exposure: float = 2.0
     guide_calibration: float = 120.0
     center_time: float = 30.0
-    horizon: float = 48 * 3600.0
+    horizon: float = VIRTUAL_HORIZON_S
     grid_step: float = 120.0
 
 

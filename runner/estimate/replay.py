@@ -15,7 +15,7 @@ from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
-from runner.clock import VirtualClock, run_virtual
+from runner.clock import VIRTUAL_HORIZON_S, VirtualClock, run_virtual
 from runner.devices.sim.nominal import BusyLog, NominalRig
 from runner.engine.compiler import FilterLoop, Leaf, Loop, Node, Program, compile_plan
 from runner.engine.events import EventBus
@@ -88,7 +88,7 @@ def replay(
     visibility: Callable[[Target], Any],
     tz: tzinfo,
     *,
-    horizon: float = 48 * 3600.0,
+    horizon: float = VIRTUAL_HORIZON_S,
     resume: ResumeState | None = None,
     listener: Callable[[dict[str, Any]], None] | None = None,
 ) -> Replay:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta, tzinfo
 
+from runner.clock import VIRTUAL_HORIZON_S
 from runner.estimate.model import FrameTally, Phase, TargetEstimate, TargetStatus
 from runner.estimate.replay import Replay
 from runner.plan.models import CoolStep, Plan, WarmStep
@@ -263,7 +264,7 @@ def _not_run(rp: Replay, targets: list[TargetEstimate], plan: Plan, warnings: li
     last = reached[-1] if reached else None
     if rp.horizon_hit and last is not None:
         text = (f"target '{last.name}' does not end within "
-                f"{duration_text(48 * 3600.0)} of the start: does a repeat loop never stop?")
+                f"{duration_text(VIRTUAL_HORIZON_S)} of the start: does a repeat loop never stop?")
         warnings.append(text)
         last.warnings.append(text)
     for te in targets:
