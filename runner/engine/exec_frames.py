@@ -199,7 +199,12 @@ class FramesMixin(GapsMixin):
                 await self._change_filter(filt)
             for n in range(c.count):
                 key = f"{leaf.id}{scope.suffix}#c{j}#f{n}"
-                if key in self.done_frames:
-                    continue
-                await self._take_frame(key, args, kind, seconds, scope, subdir="calibration")
+                done = self.done_frames.get(key)  # on disk: reconcile retakes a lost one
+                if done is None:
+                    path = await self._take_frame(key, args, kind, seconds, scope,
+                                                  subdir="calibration")
+                else:  # taken before the resume: still part of this set
+                    path = Path(done)
+                if c.master and self.s.stacking is not None:
+                    self.s.stacking.calibration_frame(path, c.kind)
         self.bus.emit("calibration_set", kind=c.kind, sets=len(plans), count=c.count)

@@ -73,6 +73,10 @@ class Stacking(Protocol):
     def end_later(self) -> None:
         """Save the stack while the shutdown runs (``close`` waits for it)."""
 
+    def calibration_frame(self, path: Path, kind: str) -> None:
+        """A frame of a ``master: true`` set: combined into a master once the set is
+        complete, and applied to the lights after it."""
+
 
 class Autofocuser(Protocol):
     async def __call__(self, settings: FocusAuto, filter_name: str | None) -> dict[str, Any]: ...

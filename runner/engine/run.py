@@ -514,8 +514,11 @@ class Run:
             visibility = _visibility_factory(self.plan, self.clock.now(), tz)
             # the sky grids take a second or two to compute: do it now, off the event loop
             await asyncio.to_thread(_prefetch, visibility, self.plan, self.clock.now())
+            from runner.stacking.night_masters import plan_builds_masters
+
             stacking = None
-            if not self.opt.dry_run and any(t.stack for t in self.plan.targets):
+            if not self.opt.dry_run and (any(t.stack for t in self.plan.targets)
+                                         or plan_builds_masters(self.plan)):
                 from runner.engine.stacking_link import StackingLink
 
                 stacking = StackingLink(data, bus, self._journal, resume)

@@ -275,7 +275,8 @@ class SlewArgs(Model):
 
 
 class CalibrationArgs(Model):
-    """A set of calibration frames, saved under `calibration/` (masters: `nightrunner stack`)."""
+    """A set of calibration frames, saved under `calibration/`; ``master`` combines them during
+    the night (offline: `nightrunner stack --darks/--flats/--bias`)."""
 
     kind: Literal["dark", "flat", "bias"] = Field(..., description="Calibration frame type.")
     count: int = Field(20, ge=1, le=10_000, description="Frames per exposure/filter.")
@@ -289,21 +290,10 @@ class CalibrationArgs(Model):
     offset: int | None = Field(None, ge=0)
     binning: int | None = Field(None, ge=1, le=16)
     master: bool = Field(
-        False, description="Build a master frame from the set — not implemented yet: `true` is "
-        "rejected."
+        False, description="Combine the set into a master as it is taken (σ-clipped mean, "
+        "κ = 3), saved under `calibration/` and indexed; the night's later lights with "
+        "matching settings are calibrated with it (see docs/stacking.md)."
     )
-
-    @field_validator("master")
-    @classmethod
-    def _no_masters(cls, value: bool) -> bool:
-        if value:
-            raise not_implemented(
-                "'master: true'",
-                "remove it: the frames are saved, and `nightrunner stack --darks/--flats/--bias` "
-                "builds masters from them",
-                "calibration masters are coming",
-            )
-        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> CalibrationArgs:

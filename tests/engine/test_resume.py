@@ -173,3 +173,30 @@ def test_resuming_an_edited_plan_says_the_edit_is_why_it_starts_fresh(rig: Rig) 
     assert (f"the plan changed since its interrupted run {first.run_dir.name}: a changed plan "
             "is not resumed (that run's frames stay on disk); starting a fresh run") in notes
     assert again.run_dir != first.run_dir
+
+
+def test_a_master_set_cut_by_kill_9_is_combined_whole_after_the_resume(rig: Rig) -> None:
+    plan = rig.write(
+        """\
+        startup:
+          - calibration: {kind: bias, count: 8, master: true}
+        targets: []
+        """
+    )
+    cmd = [NR, "run", str(plan), "--data-dir", str(rig.data), "--speed", "20",
+           "--progress", "none"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while _frames_journalled(rig.data) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 3 <= _frames_journalled(rig.data) < 8
+    done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(x) for x in next(rig.data.glob("runs/*/events.jsonl")).read_text()
+              .splitlines()]
+    built = [e for e in events if e["event"] == "calibration_master"]
+    assert [(e["kind"], e["frames"]) for e in built] == [("bias", 8)]
+    assert len(rig.fits()) == 8 + 1  # the eight biases and their master

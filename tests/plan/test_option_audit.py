@@ -175,9 +175,7 @@ AUDIT: dict[str, Used | Rejected] = {
     "CalibrationArgs.gain": Used(EXEC_FRAMES, "gain=c.gain"),
     "CalibrationArgs.offset": Used(EXEC_FRAMES, "offset=c.offset"),
     "CalibrationArgs.binning": Used(EXEC_FRAMES, "binning=c.binning"),
-    "CalibrationArgs.master": Rejected(
-        "step", "calibration: {kind: bias, master: true}", "calibration masters are coming"
-    ),
+    "CalibrationArgs.master": Used(EXEC_FRAMES, "c.master and self.s.stacking"),
     "UseStep.use": Used(COMP, "step.use"),
     "RepeatStep.repeat": Used(COMP, "step.repeat"),
     "RepeatStep.steps": Used(COMP, "step.steps"),
