@@ -361,15 +361,29 @@ def _median_mad(stack: F32) -> tuple[F32, F32]:
     For 5 frames without NaN (the κσ warm-up, nearly always) the MAD comes from the sorted
     values without a second sort: with s₀ ≤ … ≤ s₄ the deviations are 0, s₂−s₁ ≤ s₂−s₀ and
     s₃−s₂ ≤ s₄−s₂, whose median (the 3rd smallest) is min(max(s₂−s₁, s₃−s₂), min(s₂−s₀, s₄−s₂)).
-    The same numbers as the general path, a third less time.
+    The same numbers as the general path, a third less time. Registered frames have NaN
+    borders in nearly every block of rows: only those few pixels take the general path.
     """
-    if stack.shape[0] == 5 and np.isfinite(stack).all():
+    if stack.shape[0] == 5:
+        valid = np.isfinite(stack)
+        whole = valid.all(axis=0)
         s = np.array(stack, dtype=np.float32, copy=True)
+        partial = not bool(whole.all())
+        if partial:
+            np.copyto(s, np.float32(np.inf), where=~valid)
+        del valid
         _sort_network(s)
         med = s[2].copy()
-        inner = np.maximum(s[2] - s[1], s[3] - s[2])
-        outer = np.minimum(s[2] - s[0], s[4] - s[2])
+        with np.errstate(invalid="ignore"):
+            inner = np.maximum(s[2] - s[1], s[3] - s[2])
+            outer = np.minimum(s[2] - s[0], s[4] - s[2])
         mad: F32 = np.minimum(inner, outer)
+        if partial:
+            edge = ~whole
+            sub = stack[:, edge]
+            sub_med = nan_median_small(sub)
+            med[edge] = sub_med
+            mad[edge] = nan_median_small(np.abs(sub - sub_med))
         return med, mad
     med = nan_median_small(stack)
     return med, nan_median_small(np.abs(stack - med))

@@ -82,3 +82,21 @@ def test_memory_does_not_grow_with_the_number_of_frames() -> None:
                 sizes.append(stacker.accumulator.nbytes())
         assert sizes[0] == sizes[1]
         assert sizes[0] <= 8 * SHAPE[0] * SHAPE[1] * 4  # a few float32 planes, no frame list
+
+
+def test_the_warm_up_median_and_mad_skip_nan_as_numpy_does() -> None:
+    """The κσ warm-up's fast median/MAD of five frames (registered frames have NaN borders)
+    gives numpy's nanmedian numbers, pixel for pixel."""
+    from runner.stacking.accumulate import _median_mad
+
+    rng = np.random.default_rng(0)
+    for share in (0.0, 0.02, 0.3, 1.0):
+        stack = rng.normal(100, 10, (5, 16, 200)).astype(np.float32)
+        stack[rng.random(stack.shape) < share] = np.nan
+        stack[:, 3, :4] = np.nan  # a pixel no frame covers
+        med, mad = _median_mad(stack)
+        with np.errstate(invalid="ignore"), pytest.warns(RuntimeWarning):
+            want = np.nanmedian(stack, axis=0)
+            want_mad = np.nanmedian(np.abs(stack - want), axis=0)
+        np.testing.assert_allclose(med, want, rtol=1e-6, equal_nan=True)
+        np.testing.assert_allclose(mad, want_mad, rtol=1e-5, atol=1e-5, equal_nan=True)
