@@ -113,7 +113,7 @@ def stack(
             return _matching(library, first, wanted, filter_name)
 
         stacks = FilterStacks(output, queue_size=len(lights) + 1, intermediate_every=0,
-                              library=library)
+                              library=library, read_ahead=True)
         stacks.options_for = masters_for
         stacks.begin(name or lights[0].parent.name or "stack", align=align, reject=reject,
                      kappa=kappa, field_rotation=field_rotation, flip=flip,

@@ -115,12 +115,14 @@ class FilterStacks:
         intermediate_every: int = 10,
         library: CalibrationLibrary | None = None,
         on_change: Callable[[dict[str, Any]], None] | None = None,
+        read_ahead: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.library = library or CalibrationLibrary(self.data_dir)
         self.queue_size = queue_size
         self.intermediate_every = intermediate_every
         self.on_change = on_change
+        self.read_ahead = read_ahead  # the offline command's (LiveStacker's read_ahead)
         self.stackers: dict[str | None, LiveStacker] = {}
         self.running: dict[str | None, str] = {}  # filter → stacking id, this target
         self.failed: dict[str | None, str] = {}  # filter → why its stack could not start
@@ -153,7 +155,8 @@ class FilterStacks:
         st = self.stackers.get(filter_name)
         if st is None:
             st = LiveStacker(self.data_dir, queue_size=self.queue_size,
-                             intermediate_every=self.intermediate_every, library=self.library)
+                             intermediate_every=self.intermediate_every, library=self.library,
+                             read_ahead=self.read_ahead)
             st.on_change = self.on_change
             self.stackers[filter_name] = st
         return st

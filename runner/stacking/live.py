@@ -26,6 +26,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -49,7 +50,8 @@ from runner.stacking.output import (
     jpeg_bytes,
     write_result,
 )
-from runner.stacking.pipeline import FrameResult, Stacker, StackSettings
+from runner.stacking.pipeline import FrameResult, Prepared, Stacker, StackSettings
+from runner.stacking.read_ahead import read_ahead
 from runner.stacking.stackfits import StackInfo, stack_header
 from runner.stacking.stretch import StretchParams, histogram
 
@@ -119,7 +121,10 @@ class LiveStacker:
         intermediate_every: int = 10,
         intermediate_tiff: bool = False,
         library: CalibrationLibrary | None = None,
+        read_ahead: bool = False,
     ) -> None:
+        """``read_ahead``: prepare the next queued frame on a second thread (the offline
+        command, see runner.stacking.read_ahead)."""
         if queue_size < 1:
             raise ValueError("queue_size must be ≥ 1")
         self.data_dir = Path(data_dir)
@@ -128,6 +133,7 @@ class LiveStacker:
         self.queue_size = queue_size
         self.intermediate_every = intermediate_every
         self.intermediate_tiff = intermediate_tiff
+        self.read_ahead = read_ahead
         self._lock = threading.RLock()  # guards session, counters, status
         self._stack_lock = threading.Lock()  # guards the accumulator during add / read
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
@@ -418,16 +424,33 @@ class LiveStacker:
         for path in replay:  # a continued stack's earlier inputs, before anything new
             self._process(path, None)
         q = self._queue
+        if self.read_ahead:
+            for (item, meta), ahead in read_ahead(q, _STOP, self._prepare, self._can_prepare):
+                self._process(item, meta, ahead)
+            return
         while True:
-            item = q.get()
-            if item is _STOP:
+            entry = q.get()
+            if entry is _STOP:
                 return
-            assert isinstance(item, tuple)
-            self._process(*item)
+            assert isinstance(entry, tuple)
+            self._process(*entry)
 
-    def _process(self, item: Submittable, meta: FrameMeta | None) -> None:
+    def _can_prepare(self) -> bool:
+        session = self._session
+        return session is not None and session.stacker is not None and session.stacker.frames > 0
+
+    def _prepare(self, item: Submittable, meta: FrameMeta | None
+                 ) -> tuple[npt.NDArray[np.generic], FrameMeta, Prepared | None]:
+        raw, meta = _load(item, meta)
+        session = self._session
+        stacker = session.stacker if session is not None else None
+        return raw, meta, stacker.prepare(raw, meta) if stacker is not None else None
+
+    def _process(self, item: Submittable, meta: FrameMeta | None,
+                 ahead: Future[tuple[npt.NDArray[np.generic], FrameMeta, Prepared | None]]
+                 | None = None) -> None:
         try:
-            self._handle(item, meta)
+            self._handle(item, meta, ahead)
         except Exception as exc:  # a bug, not a bad frame: fail loudly, keep the counts
             log.exception("live stacker failed")
             with self._lock:
@@ -442,13 +465,19 @@ class LiveStacker:
                     self._idle.set()
             self._changed()
 
-    def _handle(self, item: Submittable, meta: FrameMeta | None) -> None:
+    def _handle(self, item: Submittable, meta: FrameMeta | None,
+                ahead: Future[tuple[npt.NDArray[np.generic], FrameMeta, Prepared | None]]
+                | None) -> None:
         session = self._session
         if session is None or self._status in ("failed", "cancelling"):
             return
         source = _src(item)
+        prepared = None
         try:
-            raw, meta = _load(item, meta)
+            if ahead is not None:
+                raw, meta, prepared = ahead.result()
+            else:
+                raw, meta = _load(item, meta)
         except StackingError as exc:
             with self._lock:
                 self._counters.processed += 1
@@ -464,7 +493,7 @@ class LiveStacker:
             self._log_event(self._start_event(session, meta, raw))
         saved = self._save_input(session, item, raw, meta)
         with self._stack_lock:
-            result = session.stacker.process(raw, meta)
+            result = session.stacker.process(raw, meta, prepared=prepared)
         session.last_result = result
         with self._lock:
             self._counters.processed += 1

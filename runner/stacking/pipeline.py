@@ -202,8 +202,21 @@ def subtract_offset(frame: F32, offset: list[float]) -> None:
             frame -= np.asarray(offset, dtype=np.float32)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A frame calibrated and measured ahead of its turn (:meth:`Stacker.prepare`), or why it
+    could not be."""
+
+    img: F32 | None
+    measure: FrameMeasure | None
+    error: StackingError | None
+    seconds: float
+
+
 class Stacker:
-    """Calibrates, registers and accumulates frames into one stack (not thread-safe)."""
+    """Calibrates, registers and accumulates frames into one stack (not thread-safe, except
+    that :meth:`prepare` of the next frame may run beside :meth:`process` once a frame has
+    been processed: it only reads the calibration and the reference's shape)."""
 
     def __init__(
         self,
@@ -251,8 +264,25 @@ class Stacker:
 
     # ---- the whole path
 
-    def process(self, raw: npt.NDArray[np.generic], meta: FrameMeta | None = None) -> FrameResult:
-        """Add one raw frame. Never raises for a bad frame: the result says what happened.
+    def prepare(self, raw: npt.NDArray[np.generic], meta: FrameMeta | None = None) -> Prepared:
+        """Calibrate and measure a frame (the half of :meth:`process` that needs no other
+        frame): the offline command prepares the next frame while this one is added."""
+        t0 = time.perf_counter()
+        meta = meta or FrameMeta()
+        try:
+            img = self.calibrate(raw, meta)
+            if self.shape is not None and img.shape != self.shape:
+                raise StackingError(
+                    f"frame shape {img.shape} differs from the stack's {self.shape}")
+            m = measure_frame(img, self.settings)
+        except StackingError as exc:
+            return Prepared(None, None, exc, time.perf_counter() - t0)
+        return Prepared(img, m, None, time.perf_counter() - t0)
+
+    def process(self, raw: npt.NDArray[np.generic], meta: FrameMeta | None = None, *,
+                prepared: Prepared | None = None) -> FrameResult:
+        """Add one raw frame (``prepared``: its :meth:`prepare`, done ahead). Never raises for
+        a bad frame: the result says what happened.
 
         :class:`StackingError` (unreadable, wrong size, unregistrable) becomes a result with
         status ``failed``/``unregistered``; anything else is a bug and propagates.
@@ -262,24 +292,27 @@ class Stacker:
         self.frames += 1
         meta = meta or FrameMeta()
         try:
-            result = self._process(index, raw, meta)
+            result = self._process(index, prepared or self.prepare(raw, meta))
         except RegistrationError as exc:
             result = FrameResult(index, "unregistered", str(exc))
         except StackingError as exc:
             result = FrameResult(index, "failed", str(exc))
-        result.seconds = time.perf_counter() - t0
+        # the frame's own cost, wherever its halves ran
+        result.seconds = time.perf_counter() - t0 + (prepared.seconds if prepared else 0.0)
         if result.stacked:
             self.stacked += 1
             self.exposure_total += meta.exposure or 0.0
         return result
 
-    def _process(self, index: int, raw: npt.NDArray[np.generic], meta: FrameMeta) -> FrameResult:
-        img = self.calibrate(raw, meta)
-        if self.shape is not None and img.shape != self.shape:
+    def _process(self, index: int, p: Prepared) -> FrameResult:
+        if p.error is not None:
+            raise p.error
+        img, m = p.img, p.measure
+        assert img is not None and m is not None
+        if self.shape is not None and img.shape != self.shape:  # prepared before the reference
             raise StackingError(f"frame shape {img.shape} differs from the stack's {self.shape}")
         self.last_frame = img
         s = self.settings
-        m = measure_frame(img, s)
         background, noise, n_stars = m.background, m.noise, m.n_stars
 
         if self.reference is None and self.shape is None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from runner.stacking.cli import app
@@ -103,3 +106,51 @@ def test_per_filter_by_default_one_stack_per_filter_card_and_a_colour_preview(
                                         str(out), "--name", "all", "--no-per-filter"])
     assert together.exit_code == 0, together.output
     assert "all: 9 of 9 frames stacked" in together.output
+
+
+def test_reading_ahead_changes_nothing_in_the_stack(
+    tmp_path: Path, sensor: Sensor, field: StarField, write_fits: WriteFits,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The command prepares frame n+1 while frame n is added: the stack is bit for bit the
+    one stacked a frame at a time, with the same frames rejected (a corrupt one included)."""
+    from runner.stacking.filters import FilterStacks
+    from runner.stacking.pipeline import Stacker
+
+    threads: list[str] = []
+    prepare = Stacker.prepare
+
+    def watched(self: Stacker, *a: Any, **k: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return prepare(self, *a, **k)
+
+    monkeypatch.setattr(Stacker, "prepare", watched)
+
+    for i in range(9):
+        tr = Transform(dx=1.5 * i, dy=-i, rotation_deg=0.05 * i)
+        write_fits(f"l/l{i}.fits", sensor.light(field, 30.0, transform=tr, seed=i))
+    cut = tmp_path / "frames" / "l" / "l4.fits"
+    cut.write_bytes(cut.read_bytes()[: 2880 + 5000])  # the header and a little data
+    results = {}
+    for ahead in (False, True):
+        stacks = FilterStacks(tmp_path / f"out{ahead}", queue_size=16, intermediate_every=0,
+                              read_ahead=ahead)
+        stacks.begin("m", align=True, reject=True, kappa=3.0)
+        for p in sorted((tmp_path / "frames" / "l").glob("*.fits")):
+            assert stacks.submit(p, filter_name="L", read_filter=False)
+        [saved] = stacks.save()
+        stacks.close()
+        assert saved.paths is not None and saved.paths.fits is not None
+        results[ahead] = (saved.status, fits_data(saved.paths.fits))
+        ahead_threads = sum(t.startswith("stacker-read-ahead") for t in threads)
+        assert ahead_threads >= (6 if ahead else 0) and (ahead or ahead_threads == 0)
+        threads.clear()
+    assert results[True][0]["stacked"] == 8 and results[True][0]["failed"] == 1
+    assert results[True][0] == results[False][0]
+    np.testing.assert_array_equal(results[True][1], results[False][1])
+
+
+def fits_data(path: Path) -> np.ndarray:
+    from astropy.io import fits
+
+    return np.asarray(fits.getdata(path))
