@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 from pathlib import Path
 
 import httpx
@@ -127,3 +128,49 @@ async def _wait_imaging(night: Served) -> None:
 
     await wait_for(lambda: night.run is not None and night.run.executor is not None
                    and night.run.executor.model.state.startswith("imaging"), what="imaging")
+
+
+async def test_a_calibration_stack_becomes_a_master_the_next_stack_can_use(
+        tmp_path: Path) -> None:
+    """Seed 004's ``"calibration": "calibration"`` mode: frames are combined without
+    registration, and saving makes a master listed in ``calibration/index.json`` by id."""
+    async with serve_rig(tmp_path) as rig, \
+            httpx.AsyncClient(base_url=rig.url, timeout=60) as client:
+        r = await client.post("/api/stacker/start", json={
+            "name": "bias tonight", "calibration": "calibration", "frame_type": "bias"})
+        assert r.json()["status"] == "ok"
+        r = await client.post("/api/camera/stream", json={"op": "start",
+                                                          "format_id": "320x240_raw16_bin1"})
+        assert r.json()["status"] == "ok"
+
+        async def stacked(n: int) -> dict[str, object]:
+            async for status in sse_messages(client, "/api/updates/stacking_status"):
+                if int(status["stacked"]) >= n:
+                    return dict(status)
+            raise AssertionError("the stream ended")
+
+        await asyncio.wait_for(stacked(4), 60)
+        await client.post("/api/camera/stream", json={"op": "stop"})
+        r = await client.post("/api/stacker/control", json={"operation": "save"})
+        assert r.json()["status"] == "ok", r.json()
+        master_id = r.json()["msg"]
+        index = (await client.get("/media/data/calibration/index.json")).json()
+        [entry] = [e for e in index if e["id"] == master_id]
+        assert entry["frames"] >= 4 and entry["camera"]
+        assert set(entry) >= {"id", "path", "camera", "settings", "date", "frames"}
+        master = await client.get(f"/media/data/calibration/{entry['path']}")
+        assert master.status_code == 200
+        with fits.open(io.BytesIO(master.content)) as hdul:
+            assert hdul[0].header["IMAGETYP"] == "Master Bias"
+            assert hdul[0].header["NCOMBINE"] == entry["frames"]
+        # no registration: every frame was added as it came, none matched on stars
+        log = (rig.data / "debug" / master_id / "log.txt").read_text().splitlines()
+        frames = [e for e in map(json.loads, log) if e["event"] == "frame"]
+        assert all(e.get("matches") in (None, 0) for e in frames)
+        # the next stack calibrates with it, by the id the index gives
+        r = await client.post("/api/stacker/start", json={"name": "lights", "bias": master_id})
+        assert r.json()["status"] == "ok", r.json()
+        r = await client.post("/api/stacker/control", json={"operation": "cancel"})
+        assert r.json()["status"] == "ok", r.json()
+        r = await client.post("/api/stacker/start", json={"name": "x", "darks": "no such id"})
+        assert r.status_code == 404 and "no such id" in r.json()["msg"], r.json()
