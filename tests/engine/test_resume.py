@@ -35,6 +35,22 @@ def _frames_journalled(data: Path) -> int:
     return sum(1 for e in Journal.read(journals[0]) if e["type"] == "frame")
 
 
+def _kill_9_after(rig: Rig, plan: Path, *, frames: int, speed: float, then: float = 0.0
+                  ) -> list[str]:
+    """``nightrunner run`` killed with SIGKILL once ``frames`` are journalled (and ``then``
+    seconds more); returns its command line, for the ``--resume``."""
+    cmd = [NR, "run", str(plan), "--data-dir", str(rig.data), "--speed", str(speed),
+           "--progress", "none"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while _frames_journalled(rig.data) < frames and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(then)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return cmd
+
+
 def _plan(rig: Rig) -> Path:
     return rig.write(
         f"""\
@@ -60,15 +76,7 @@ def _plan(rig: Rig) -> Path:
 
 def test_kill_9_mid_frame_then_resume_gives_the_exact_frame_set(rig: Rig) -> None:
     plan = _plan(rig)
-    cmd = [NR, "run", str(plan), "--data-dir", str(rig.data), "--speed", "40",
-           "--progress", "none"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while _frames_journalled(rig.data) < 5 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    time.sleep(0.2)  # into the next exposure
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    cmd = _kill_9_after(rig, plan, frames=5, speed=40, then=0.2)  # into the next exposure
     before = _frames_journalled(rig.data)
     assert 5 <= before < 16
     # the lock died with the process: resume is allowed and picks the run up
@@ -183,14 +191,7 @@ def test_a_master_set_cut_by_kill_9_is_combined_whole_after_the_resume(rig: Rig)
         targets: []
         """
     )
-    cmd = [NR, "run", str(plan), "--data-dir", str(rig.data), "--speed", "20",
-           "--progress", "none"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while _frames_journalled(rig.data) < 3 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    cmd = _kill_9_after(rig, plan, frames=3, speed=20)
     assert 3 <= _frames_journalled(rig.data) < 8
     done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=120,
                           check=False)
