@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from runner.control.protocol import RpcError
 from runner.control.streams import feed_sse, mjpeg, sse
@@ -100,7 +100,9 @@ class StackerStart(_Strict):
     frame_type: Literal["dark", "flat", "bias"] = "dark"
     target: Where | None = None
     location: Location | None = None
-    source_gamma: float = Field(1.0, gt=0, le=10)
+    source_gamma: float = Field(
+        1.0, gt=0, le=10, description="Only 1.0: the cameras here give linear RAW data, "
+        "there is no gamma to undo (OpenLiveStacker's webcam JPEGs have one).")
     comment: str | None = Field(None, max_length=500)
     image_flip: bool = False
     field_rotation: bool = False
@@ -109,6 +111,15 @@ class StackerStart(_Strict):
     flats: str | None = Field(None, max_length=200)
     bias: str | None = Field(None, max_length=200)
     save_data: bool = False
+
+
+    @field_validator("source_gamma")
+    @classmethod
+    def _linear(cls, value: float) -> float:
+        if value != 1.0:
+            raise ValueError("only 1.0 is accepted: the cameras here give linear RAW data, so "
+                             "there is no gamma to undo")
+        return value
 
 
 class StackerControl(_Strict):

@@ -136,6 +136,8 @@ async def test_a_calibration_stack_becomes_a_master_the_next_stack_can_use(
     registration, and saving makes a master listed in ``calibration/index.json`` by id."""
     async with serve_rig(tmp_path) as rig, \
             httpx.AsyncClient(base_url=rig.url, timeout=60) as client:
+        r = await client.post("/api/stacker/start", json={"name": "webcam", "source_gamma": 2.2})
+        assert r.status_code == 422 and "linear RAW" in r.text, r.text  # not accepted and ignored
         r = await client.post("/api/stacker/start", json={
             "name": "bias tonight", "calibration": "calibration", "frame_type": "bias"})
         assert r.json()["status"] == "ok"
