@@ -214,3 +214,24 @@ def test_an_aborted_then_resumed_night_is_reported_whole_with_one_live_stack(
     frame_mode = rig.fits()[0].stat().st_mode & 0o777
     assert frame_mode == 0o666 & ~umask
     assert set(modes.values()) == {frame_mode}, modes
+
+
+def test_every_light_has_its_hfr_in_the_record_though_no_trigger_asks_for_it(rig: Rig) -> None:
+    """The plan has no trigger that needs an HFR: each light still gets one, in its FITS card,
+    its frame event, the image index and the report."""
+    from astropy.io import fits
+
+    from runner.storage.index import ImageIndex
+
+    result = rig.run(_plan(rig, count=2), speed=100)
+    assert result.outcome == "completed"
+    lights = rig.fits()
+    assert len(lights) == 4
+    for path in lights:
+        assert isinstance(fits.getheader(path)["HFR"], float), path.name
+    frames = names(rig.events(result), "frame")
+    assert len(frames) == 4 and all(isinstance(e["hfr"], float) for e in frames), frames
+    with ImageIndex(rig.data) as index:
+        rows = index.query()
+    assert len(rows) == 4 and all(r.hfr is not None for r in rows), rows
+    assert "- HFR (px): median" in (result.run_dir / "report.md").read_text()
