@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections import deque
 from datetime import datetime
 from pathlib import Path
@@ -84,7 +85,7 @@ async def status(hub: Hub, _p: BaseModel) -> dict[str, Any]:
     out: dict[str, Any] = {
         "server": "nightrunner", "version": hub.version, "running": hub.night_active,
         "rig": hub.telemetry_latest(),
-        "subscribers": hub.events.subscribers,
+        "subscribers": hub.events.subscribers, "events_dropped": hub.events.dropped,
     }
     if run is None:
         out["phase"] = "idle"
@@ -95,6 +96,7 @@ async def status(hub: Hub, _p: BaseModel) -> dict[str, Any]:
         "run_id": run.run_dir.name if run.run_dir else None,
         "clock": run.clock.now().isoformat(), "speed": run.clock.speed,
     })
+    _add_altitude(out["rig"], run.plan.site, run.clock.now())
     if ex is None:
         out["phase"] = "starting"
         return Status.answer(out)
@@ -123,6 +125,7 @@ async def status(hub: Hub, _p: BaseModel) -> dict[str, Any]:
         "last_frame": ex.last_frame or None,
         "errors": [str(e) for e in ex.counters.errors][-20:],
         "error_count": len(ex.counters.errors),
+        "warnings": list(hub.events.warnings), "warning_count": hub.events.warning_count,
         "stacker": stacking() if callable(stacking) else None,
     })
     if run is hub.run and hub.night_active:
@@ -131,6 +134,20 @@ async def status(hub: Hub, _p: BaseModel) -> dict[str, Any]:
             out["eta_target"] = eta.target.isoformat() if eta.target else None
             out["eta_night"] = eta.night.isoformat()
     return Status.answer(out)
+
+
+def _add_altitude(rig: dict[str, Any], site: Any, now: datetime) -> None:
+    """The mount's altitude (degrees, ±0.5°: J2000 RA/Dec, no refraction) at the engine's
+    time, from its RA/Dec and the plan's site."""
+    mount = rig.get("mount")
+    if not mount or mount.get("ra") is None or mount.get("dec") is None:
+        return
+    days = now.timestamp() / 86400.0 + 2440587.5 - 2451545.0
+    lst = (280.46061837 + 360.98564736629 * days + site.longitude) % 360.0
+    ha, dec, lat = (math.radians(x) for x in (lst - mount["ra"], mount["dec"], site.latitude))
+    sin_alt = math.sin(dec) * math.sin(lat) + math.cos(dec) * math.cos(lat) * math.cos(ha)
+    rig["mount"] = {**mount, "alt": round(math.degrees(math.asin(max(-1.0, min(1.0, sin_alt)))),
+                                          2)}
 
 
 @REGISTRY.method("abort", AbortParams, result=AbortResult)

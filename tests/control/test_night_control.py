@@ -265,3 +265,44 @@ async def _exposing(h: HttpRpc, not_key: str | None = None) -> dict[str, Any] | 
     if exposure and exposure.get("key") != not_key:
         return status
     return None
+
+
+async def test_status_gives_the_mount_altitude_the_warnings_and_lost_events(
+    night: Served,
+) -> None:
+    from astropy import units as u
+    from astropy.coordinates import AltAz, EarthLocation, SkyCoord
+    from astropy.time import Time
+
+    from runner.sky.offline import configure_offline
+
+    assert night.run is not None and night.run.bus is not None
+    async with HttpRpc(night.url) as h:
+        status = await wait_for(lambda: _with_mount(h), what="the mount in status")
+        mount = status["rig"]["mount"]
+        configure_offline()
+        site = night.run.plan.site
+        where = EarthLocation(lat=site.latitude * u.deg, lon=site.longitude * u.deg)
+        expected = SkyCoord(mount["ra"] * u.deg, mount["dec"] * u.deg).transform_to(
+            AltAz(obstime=Time(datetime.fromisoformat(status["clock"])), location=where)).alt
+        assert abs(mount["alt"] - expected.deg) < 0.5, (mount, expected.deg)
+
+        night.run.bus.emit("warning", message="dew on the corrector")
+        status = await h.result("status")
+        assert status["warnings"][-1] == "dew on the corrector"
+        assert status["warning_count"] >= 1
+
+        # a subscriber that never reads loses its oldest events, counted; nobody waits
+        assert status["events_dropped"] == 0
+        with night.hub.events.subscribe():
+            for n in range(1100):
+                night.hub.events({"event": "tick", "n": n})
+            status = await h.result("status")
+        assert status["events_dropped"] >= 100 and status["running"] is True
+
+
+async def _with_mount(h: HttpRpc) -> dict[str, Any] | None:
+    status = await h.result("status")
+    mount = status["rig"].get("mount")
+    return status if mount and mount.get("ra") is not None else None
+
