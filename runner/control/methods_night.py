@@ -29,6 +29,7 @@ from runner.control.results import (
     Status,
     ValidateResult,
 )
+from runner.engine.machine import FINAL
 from runner.estimate.eta import EtaCache
 
 _ETA = EtaCache()  # one re-estimate per frame, not per status request
@@ -169,6 +170,10 @@ async def abort(hub: Hub, p: AbortParams) -> dict[str, Any]:
 async def pause(hub: Hub, _p: BaseModel) -> PauseResult:
     """Pause between exposures (guiding and cooling keep running)."""
     run = _night(hub)
+    state = run.executor.model.state if run.executor is not None else None
+    if not hub.night_active or state is None or state in FINAL or state.startswith("shutdown"):
+        raise RpcError("the night is not imaging (it is being set up, shutting down or over): "
+                       "nothing to pause")
     run.pause()
     return PauseResult(pause_requested=True)
 
@@ -177,6 +182,10 @@ async def pause(hub: Hub, _p: BaseModel) -> PauseResult:
 async def resume(hub: Hub, _p: BaseModel) -> ResumeResult:
     """Resume; the plan's filter, focus and set point are restored before the next exposure."""
     run = _night(hub)
+    ex = run.executor
+    if not hub.night_active or ex is None or (ex.model.state != "paused"
+                                              and not ex.pause_requested):
+        raise RpcError("the night is not paused: nothing to resume")
     run.resume()
     return ResumeResult(resumed=True)
 

@@ -306,3 +306,25 @@ async def _with_mount(h: HttpRpc) -> dict[str, Any] | None:
     mount = status["rig"].get("mount")
     return status if mount and mount.get("ra") is not None else None
 
+
+async def test_resume_without_a_pause_and_pause_in_the_shutdown_are_refused(
+    night: Served,
+) -> None:
+    """Both used to answer as if done (`resumed`, `pause_requested`), so `nightrunner resume`
+    exited 0 for a night that was never paused."""
+    async with HttpRpc(night.url) as h:
+        refused = await h.call("resume")
+        assert refused["error"] == {"code": -1,
+                                    "message": "the night is not paused: nothing to resume"}
+        assert await h.result("pause") == {"pause_requested": True}
+        assert await h.result("resume") == {"resumed": True}  # a pause not yet in effect
+        assert (await h.result("abort")) == {"aborting": True, "done": False}
+        await wait_for(lambda: _shutting_down(h), what="the shutdown")
+        refused = await h.call("pause")
+        assert refused["error"]["code"] == -1 and "nothing to pause" in \
+            refused["error"]["message"], refused
+
+
+async def _shutting_down(h: HttpRpc) -> bool:
+    status = await h.result("status")
+    return status["phase"] in ("shutdown", "aborted") or not status["running"]
