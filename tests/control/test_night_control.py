@@ -328,3 +328,25 @@ async def test_resume_without_a_pause_and_pause_in_the_shutdown_are_refused(
 async def _shutting_down(h: HttpRpc) -> bool:
     status = await h.result("status")
     return status["phase"] in ("shutdown", "aborted") or not status["running"]
+
+
+async def test_the_records_of_the_night_answer(night: Served, tmp_path: Path) -> None:
+    """get_plan, get_log and validate_plan: the plan as it runs, the log's last lines and a
+    plan checked on the hub's machine (FILE:LINE:COL) — each had no test of its own."""
+    async with HttpRpc(night.url) as h:
+        plan = await h.result("get_plan")
+        assert plan["plan"]["name"] == "control test night"
+        assert plan["plan"]["targets"][0]["name"] == "NGC 188"
+        await wait_for(lambda: _lights_at_least(h, 1), what="a frame")
+        log = await h.result("get_log", {"lines": 3})
+        assert len(log["lines"]) == 3
+        assert all("event" in json.loads(line) for line in log["lines"])
+        assert (await h.call("get_log", {"lines": 0}))["error"]["code"] == -32602
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("version: 1\nname: x\nsite: {latitude: 95, longitude: 0}\n"
+                       "targets: []\n")
+        checked = await h.result("validate_plan", {"path": str(bad)})
+        assert checked["valid"] is False
+        assert any(d.startswith(f"{bad}:3:") for d in checked["diagnostics"]), checked
+        missing = await h.call("validate_plan", {"path": str(tmp_path / "none.yaml")})
+        assert missing["error"]["code"] == -1 and "no plan file" in missing["error"]["message"]
