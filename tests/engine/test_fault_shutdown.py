@@ -302,3 +302,30 @@ def test_a_loaded_machine_does_not_time_out_an_exposure_at_speed(
         assert len(rig.fits()) == 2
     else:
         assert late, "the test no longer loads the machine enough to tell"
+
+
+def test_a_frame_bigger_than_the_space_left_is_a_full_disk_not_a_short_write(
+    tmp_path: Path,
+) -> None:
+    """A frame that only partly fits: numpy's write fails as "2097152 requested and 1040384
+    written" (no errno), which the night reported as an unexpected error. It is ENOSPC, named
+    as such, and no partial file is left."""
+    import errno
+    from datetime import UTC, datetime
+
+    import numpy as np
+
+    from runner.records import Frame, RoiBox
+    from runner.storage.fits import write_fits
+
+    with _mounted(tmp_path / "tiny", "-t", "tmpfs", "-o", "size=1m", "tmpfs") as disk:
+        frame = Frame(data=np.zeros((1024, 1024), np.uint16), exposure=30.0,
+                      start=datetime(2026, 11, 25, 19, tzinfo=UTC), frame_type="light",
+                      binning=1, gain=100, offset=10, ccd_temp=-10.0, set_temp=-10.0,
+                      roi=RoiBox(0, 0, 1024, 1024))
+        with pytest.raises(OSError) as failed:
+            write_fits(disk / "M31" / "M31_L_0001.fits", frame)
+        assert failed.value.errno == errno.ENOSPC, failed.value
+        assert "No space left on device" in str(failed.value)
+        assert str(disk / "M31" / "M31_L_0001.fits") in str(failed.value)
+        assert not [p for p in disk.rglob("*") if p.is_file()]
