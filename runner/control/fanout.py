@@ -42,17 +42,21 @@ class FanOut:
         self.dropped = 0  # events lost by slow subscribers, all of them, since the start
         self.warnings: deque[str] = deque(maxlen=20)  # the night's last warnings
         self.warning_count = 0
+        self.step: dict[str, Any] | None = None  # the step running now: id, kind, phase
 
     def new_night(self) -> None:
-        """Sequence numbers and warnings start again with each night."""
+        """Sequence numbers, warnings and the step start again with each night."""
         self.seq = 0
         self.warnings.clear()
         self.warning_count = 0
+        self.step = None
 
     def __call__(self, event: dict[str, Any]) -> None:
         self.seq += 1
         event = {**event, "seq": self.seq}
-        if event.get("event") == "warning":
+        if event.get("event") == "step":
+            self.step = {k: event.get(k) for k in ("id", "kind", "phase")}
+        elif event.get("event") == "warning":
             self.warning_count += 1
             self.warnings.append(str(event.get("message", "")))
         for sub in list(self._subscribers):

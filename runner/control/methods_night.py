@@ -114,6 +114,7 @@ async def status(hub: Hub, _p: BaseModel) -> dict[str, Any]:
         "phase": state.split(":")[0], "state": state, "outcome": ex.outcome,
         "paused": state == "paused", "pause_requested": ex.pause_requested,
         "target": ex.target.target.name if ex.target else None,
+        "step": hub.events.step,
         "filter": ex.filter, "guiding": ex.guiding,
         "guide_rms": None if stats is None else {
             "ra": stats.rms_ra, "dec": stats.rms_dec, "total": stats.rms_total,

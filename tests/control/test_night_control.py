@@ -287,6 +287,9 @@ async def test_status_gives_the_mount_altitude_the_warnings_and_lost_events(
             AltAz(obstime=Time(datetime.fromisoformat(status["clock"])), location=where)).alt
         assert abs(mount["alt"] - expected.deg) < 0.5, (mount, expected.deg)
 
+        assert status["step"] == {"id": "T0/seq[1]/steps[0]", "kind": "expose",
+                                  "phase": "imaging"}, status["step"]
+
         night.run.bus.emit("warning", message="dew on the corrector")
         status = await h.result("status")
         assert status["warnings"][-1] == "dew on the corrector"
