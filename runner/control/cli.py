@@ -20,8 +20,9 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print the JSON result.")]
 
 
 def call(url: str, token: str | None, method: str, params: dict[str, Any] | None = None,
-         timeout: float = 10.0) -> Any:
-    """One JSON-RPC call; exits with the contract's code on failure."""
+         timeout: float = 10.0, quiet: bool = False) -> Any:
+    """One JSON-RPC call; exits with the contract's code on failure (``quiet``: an error
+    the method answered is not printed)."""
     import httpx
 
     token = token or os.environ.get("NIGHTRUNNER_TOKEN")
@@ -42,9 +43,32 @@ def call(url: str, token: str | None, method: str, params: dict[str, Any] | None
         typer.echo(f"error: {url} answered HTTP {r.status_code} without JSON", err=True)
         raise typer.Exit(1) from None
     if "error" in reply:
-        typer.echo(f"error: {reply['error'].get('message')}", err=True)
+        if not quiet:
+            typer.echo(f"error: {reply['error'].get('message')}", err=True)
         raise typer.Exit(1)
     return reply.get("result")
+
+
+def site_zone(url: str, token: str | None) -> Any:
+    """The zone the night's plan names for its site (the console's site time), else the
+    machine's: `watch` prints times as `nightrunner run` does."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        plan = call(url, token, "get_plan", quiet=True)
+        return ZoneInfo(plan["plan"]["site"]["timezone"])
+    except (typer.Exit, KeyError, TypeError, ValueError, ZoneInfoNotFoundError):
+        return None  # no night yet, or no zone: the machine's
+
+
+def clock_hms(ev: dict[str, Any], zone: Any) -> str:
+    from datetime import datetime
+
+    stamp = ev.get("clock") or ev.get("time") or ""
+    try:
+        return datetime.fromisoformat(stamp).astimezone(zone).strftime("%H:%M:%S")
+    except ValueError:
+        return stamp[11:19]
 
 
 def panel(s: dict[str, Any]) -> str:
@@ -129,6 +153,7 @@ def register(app: typer.Typer) -> None:
         token = token or os.environ.get("NIGHTRUNNER_TOKEN")
         ws_url = url.replace("http", "ws", 1).rstrip("/") + "/ws"
         headers = {"Authorization": f"Bearer {token}"} if token else None
+        zone = None if as_json else site_zone(url, token)
         try:
             with connect(ws_url, additional_headers=headers) as ws:
                 for message in ws:
@@ -141,7 +166,7 @@ def register(app: typer.Typer) -> None:
                     else:
                         rest = {k: v for k, v in ev.items()
                                 if k not in ("event", "time", "clock", "seq")}
-                        typer.echo(f"{ev.get('clock', ev.get('time', ''))[11:19]} "
+                        typer.echo(f"{clock_hms(ev, zone)} "
                                    f"{ev.get('event')} {json.dumps(rest, default=str)}")
                     if ev.get("event") == "run_end":
                         return

@@ -105,7 +105,7 @@ class Hub:
         so that they are the lines of the night's events.jsonl, which ``get_events`` reads."""
         self.run = run
         self.night_task = task
-        self.events.seq = 0
+        self.events.new_night()
 
     def detach(self) -> None:
         self.last_run = self.run

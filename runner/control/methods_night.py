@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections import deque
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +29,7 @@ from runner.control.results import (
     Status,
     ValidateResult,
 )
+from runner.engine.machine import FINAL
 from runner.estimate.eta import EtaCache
 
 _ETA = EtaCache()  # one re-estimate per frame, not per status request
@@ -84,7 +86,7 @@ async def status(hub: Hub, _p: BaseModel) -> dict[str, Any]:
     out: dict[str, Any] = {
         "server": "nightrunner", "version": hub.version, "running": hub.night_active,
         "rig": hub.telemetry_latest(),
-        "subscribers": hub.events.subscribers,
+        "subscribers": hub.events.subscribers, "events_dropped": hub.events.dropped,
     }
     if run is None:
         out["phase"] = "idle"
@@ -95,6 +97,7 @@ async def status(hub: Hub, _p: BaseModel) -> dict[str, Any]:
         "run_id": run.run_dir.name if run.run_dir else None,
         "clock": run.clock.now().isoformat(), "speed": run.clock.speed,
     })
+    _add_altitude(out["rig"], run.plan.site, run.clock.now())
     if ex is None:
         out["phase"] = "starting"
         return Status.answer(out)
@@ -111,6 +114,7 @@ async def status(hub: Hub, _p: BaseModel) -> dict[str, Any]:
         "phase": state.split(":")[0], "state": state, "outcome": ex.outcome,
         "paused": state == "paused", "pause_requested": ex.pause_requested,
         "target": ex.target.target.name if ex.target else None,
+        "step": hub.events.step,
         "filter": ex.filter, "guiding": ex.guiding,
         "guide_rms": None if stats is None else {
             "ra": stats.rms_ra, "dec": stats.rms_dec, "total": stats.rms_total,
@@ -123,6 +127,7 @@ async def status(hub: Hub, _p: BaseModel) -> dict[str, Any]:
         "last_frame": ex.last_frame or None,
         "errors": [str(e) for e in ex.counters.errors][-20:],
         "error_count": len(ex.counters.errors),
+        "warnings": list(hub.events.warnings), "warning_count": hub.events.warning_count,
         "stacker": stacking() if callable(stacking) else None,
     })
     if run is hub.run and hub.night_active:
@@ -131,6 +136,20 @@ async def status(hub: Hub, _p: BaseModel) -> dict[str, Any]:
             out["eta_target"] = eta.target.isoformat() if eta.target else None
             out["eta_night"] = eta.night.isoformat()
     return Status.answer(out)
+
+
+def _add_altitude(rig: dict[str, Any], site: Any, now: datetime) -> None:
+    """The mount's altitude (degrees, ±0.5°: J2000 RA/Dec, no refraction) at the engine's
+    time, from its RA/Dec and the plan's site."""
+    mount = rig.get("mount")
+    if not mount or mount.get("ra") is None or mount.get("dec") is None:
+        return
+    days = now.timestamp() / 86400.0 + 2440587.5 - 2451545.0
+    lst = (280.46061837 + 360.98564736629 * days + site.longitude) % 360.0
+    ha, dec, lat = (math.radians(x) for x in (lst - mount["ra"], mount["dec"], site.latitude))
+    sin_alt = math.sin(dec) * math.sin(lat) + math.cos(dec) * math.cos(lat) * math.cos(ha)
+    rig["mount"] = {**mount, "alt": round(math.degrees(math.asin(max(-1.0, min(1.0, sin_alt)))),
+                                          2)}
 
 
 @REGISTRY.method("abort", AbortParams, result=AbortResult)
@@ -152,6 +171,10 @@ async def abort(hub: Hub, p: AbortParams) -> dict[str, Any]:
 async def pause(hub: Hub, _p: BaseModel) -> PauseResult:
     """Pause between exposures (guiding and cooling keep running)."""
     run = _night(hub)
+    state = run.executor.model.state if run.executor is not None else None
+    if not hub.night_active or state is None or state in FINAL or state.startswith("shutdown"):
+        raise RpcError("the night is not imaging (it is being set up, shutting down or over): "
+                       "nothing to pause")
     run.pause()
     return PauseResult(pause_requested=True)
 
@@ -160,6 +183,10 @@ async def pause(hub: Hub, _p: BaseModel) -> PauseResult:
 async def resume(hub: Hub, _p: BaseModel) -> ResumeResult:
     """Resume; the plan's filter, focus and set point are restored before the next exposure."""
     run = _night(hub)
+    ex = run.executor
+    if not hub.night_active or ex is None or (ex.model.state != "paused"
+                                              and not ex.pause_requested):
+        raise RpcError("the night is not paused: nothing to resume")
     run.resume()
     return ResumeResult(resumed=True)
 

@@ -63,6 +63,11 @@ class Status(_Result):
     last_frame: dict[str, Any] | None = None
     errors: list[str] | None = None
     error_count: int | None = None
+    step: dict[str, Any] | None = None  # the step running now: id, kind, phase
+    warnings: list[str] | None = None  # the night's last 20 warnings
+    warning_count: int | None = None
+    #: events that slow subscribers lost (each has a bounded queue; the engine never waits)
+    events_dropped: int | None = None
     stacker: dict[str, Any] | None = None
     #: when the current target and the night (its shutdown) end, ISO 8601: the estimate
     #: re-run from the night's current state (runner.estimate.eta)

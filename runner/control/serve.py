@@ -45,8 +45,19 @@ async def serve_forever(
             hub.run.abort(f"signal {name}: the hub is stopping")
         stop.set()
 
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        loop.add_signal_handler(sig, on_signal, signal.Signals(sig).name)
+    def ignored(name: str) -> None:
+        # SIGUSR1/2 would kill the hub, and with it a night, without its safe shutdown
+        bus = getattr(hub.run, "bus", None) if hub.night_active else None
+        if bus is not None:
+            bus.emit("warning", message=f"signal {name} ignored (the hub goes on)")
+
+    # the same signals as `nightrunner run`: each ends the night in its safe shutdown (and
+    # stops the hub), or is harmless
+    from runner.engine.run import HARMLESS_SIGNALS, SAFE_STOP_SIGNALS
+
+    for sig in SAFE_STOP_SIGNALS + HARMLESS_SIGNALS:
+        loop.add_signal_handler(sig, on_signal if sig in SAFE_STOP_SIGNALS else ignored,
+                                signal.Signals(sig).name)
     hub.start_night = lambda plan, resume=False: _start_night(hub, plan, speed, resume)
     scheduler = None
     try:
@@ -63,6 +74,8 @@ async def serve_forever(
             await asyncio.wait({hub.night_task})
         return 0
     finally:
+        for sig in SAFE_STOP_SIGNALS + HARMLESS_SIGNALS:
+            loop.remove_signal_handler(sig)
         await stop_scheduler(scheduler)
         await plane.stop()
         with contextlib.suppress(Exception):

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import secrets
 from collections.abc import Mapping
@@ -193,15 +194,30 @@ def build_header(frame: Frame, meta: FrameMeta | None = None) -> fits.Header:
     return h
 
 
-def _write_hdu(hdu: fits.PrimaryHDU, fh: IO[bytes]) -> None:
+def _write_hdu(hdu: fits.PrimaryHDU, fh: IO[bytes], path: Path) -> None:
     """astropy's free-space check breaks on a file handle: a full disk surfaces as
-    "'list' object has no attribute '_file'". The OSError underneath is the real news."""
+    "'list' object has no attribute '_file'". The OSError underneath is the real news — and
+    when numpy's write stops short ("N requested and M written", no errno) on a disk with
+    less room than the frame, it is ENOSPC, said so with the frame's path."""
     try:
         hdu.writeto(fh)
     except AttributeError as exc:
         if isinstance(exc.__context__, OSError):
-            raise exc.__context__ from None
+            raise _named(exc.__context__, fh, path, hdu) from None
         raise
+    except OSError as exc:
+        raise _named(exc, fh, path, hdu) from None
+
+
+def _named(exc: OSError, fh: IO[bytes], path: Path, hdu: fits.PrimaryHDU) -> OSError:
+    if exc.errno is not None:
+        return exc
+    try:
+        st = os.fstatvfs(fh.fileno())
+        full = st.f_bavail * st.f_frsize < hdu.data.nbytes
+    except OSError:
+        full = False
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) if full else exc
 
 
 def write_fits(path: str | os.PathLike[str], frame: Frame, meta: FrameMeta | None = None) -> Path:
@@ -221,7 +237,7 @@ def write_fits(path: str | os.PathLike[str], frame: Frame, meta: FrameMeta | Non
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         with os.fdopen(fd, "wb") as fh:
-            _write_hdu(hdu, fh)
+            _write_hdu(hdu, fh, final)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, final)

@@ -146,3 +146,93 @@ def test_serve_runs_the_plans_it_is_sent_one_night_at_a_time(tmp_path: Path) -> 
             hub.communicate()
     assert hub.returncode == 0, err
     assert f"nightrunner serve: http://127.0.0.1:{http}" in out
+
+
+def test_serve_takes_the_signals_run_takes(tmp_path: Path) -> None:
+    """SIGUSR1/2 are harmless to a hub running a night (they used to kill it, and the night
+    with it, without a shutdown); SIGQUIT ends the night in its safe shutdown, as for `run`."""
+    plan = write_rig(tmp_path / "plans")  # a night that outlasts the test
+    http, tcp = free_port(), free_port()
+    hub = subprocess.Popen(
+        [NR, "serve", "--equipment", str(tmp_path / "plans" / "eq.yaml"),
+         "--data-dir", str(tmp_path / "data"), "--rpc", f"127.0.0.1:{http}",
+         "--tcp", f"127.0.0.1:{tcp}", "--speed", "300"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{http}", timeout=30) as h:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    _rpc(h, "status")
+                    break
+                except httpx.ConnectError:
+                    assert hub.poll() is None and time.monotonic() < deadline
+                    time.sleep(0.1)
+            assert _rpc(h, "run_plan", {"path": str(plan)})["started"] is True
+            deadline = time.monotonic() + 60
+            while not list((tmp_path / "data").rglob("*.fits")):
+                assert hub.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+            hub.send_signal(signal.SIGUSR1)
+            hub.send_signal(signal.SIGUSR2)
+            time.sleep(0.5)
+            assert hub.poll() is None, hub.communicate()
+            assert _rpc(h, "status")["running"] is True
+        hub.send_signal(signal.SIGQUIT)
+        _, err = hub.communicate(timeout=60)
+    finally:
+        if hub.poll() is None:
+            hub.kill()
+            hub.communicate()
+    assert hub.returncode == 0, err
+    (log,) = (tmp_path / "data").glob("runs/*/events.jsonl")
+    events = [json.loads(x) for x in log.read_text().splitlines()]
+    warnings = [e["message"] for e in events if e["event"] == "warning"]
+    for name in ("SIGUSR1", "SIGUSR2"):
+        assert f"signal {name} ignored (the hub goes on)" in warnings
+    assert any(e.get("phase") == "shutdown" for e in events)
+    assert events[-1]["event"] == "run_end" and events[-1]["outcome"] == "aborted"
+    aborts = [e["reason"] for e in events if e["event"] == "abort"]
+    assert aborts == ["signal SIGQUIT: the hub is stopping"], aborts
+
+
+def test_watch_prints_the_night_in_site_time(project_root: Path, tmp_path: Path) -> None:
+    """`watch` gives each event's engine time in the site's zone, as `run`'s console does
+    (it printed UTC: an hour off for the demo's Amsterdam)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    http, tcp = free_port(), free_port()
+    url = f"http://127.0.0.1:{http}"
+    night = subprocess.Popen(
+        [NR, "run", "plans/demo.yaml", "--speed", "60", "--rpc", f"127.0.0.1:{http}",
+         "--tcp", f"127.0.0.1:{tcp}", "--data-dir", str(tmp_path / "data"),
+         "--progress", "none"],
+        cwd=project_root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env=ENV)
+    watch: subprocess.Popen[str] | None = None
+    try:
+        deadline = time.monotonic() + 60
+        while _nr("status", "--url", url).returncode != 0:
+            assert night.poll() is None and time.monotonic() < deadline, night.communicate()
+            time.sleep(0.2)
+        watch = subprocess.Popen([NR, "watch", "--url", url], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, env=ENV)
+        assert watch.stdout is not None
+        lines = [watch.stdout.readline() for _ in range(3)]
+        assert _nr("abort", "--url", url).returncode == 0
+        rest, _ = watch.communicate(timeout=60)
+        night.communicate(timeout=60)
+    finally:
+        for p in (night, watch):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.communicate()
+    (log,) = (tmp_path / "data" / "runs").glob("*/events.jsonl")
+    events = [json.loads(x) for x in log.read_text().splitlines()]
+    amsterdam = ZoneInfo("Europe/Amsterdam")
+    for line in [*lines, *rest.splitlines()[:5]]:
+        hms, kind = line.split()[:2]
+        at_site = {datetime.fromisoformat(e["clock"]).astimezone(amsterdam).strftime("%H:%M:%S")
+                   for e in events if e["event"] == kind}
+        assert hms in at_site, (line, sorted(at_site)[:5])

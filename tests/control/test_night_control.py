@@ -265,3 +265,91 @@ async def _exposing(h: HttpRpc, not_key: str | None = None) -> dict[str, Any] | 
     if exposure and exposure.get("key") != not_key:
         return status
     return None
+
+
+async def test_status_gives_the_mount_altitude_the_warnings_and_lost_events(
+    night: Served,
+) -> None:
+    from astropy import units as u
+    from astropy.coordinates import AltAz, EarthLocation, SkyCoord
+    from astropy.time import Time
+
+    from runner.sky.offline import configure_offline
+
+    assert night.run is not None and night.run.bus is not None
+    async with HttpRpc(night.url) as h:
+        status = await wait_for(lambda: _with_mount(h), what="the mount in status")
+        mount = status["rig"]["mount"]
+        configure_offline()
+        site = night.run.plan.site
+        where = EarthLocation(lat=site.latitude * u.deg, lon=site.longitude * u.deg)
+        expected = SkyCoord(mount["ra"] * u.deg, mount["dec"] * u.deg).transform_to(
+            AltAz(obstime=Time(datetime.fromisoformat(status["clock"])), location=where)).alt
+        assert abs(mount["alt"] - expected.deg) < 0.5, (mount, expected.deg)
+
+        assert status["step"] == {"id": "T0/seq[1]/steps[0]", "kind": "expose",
+                                  "phase": "imaging"}, status["step"]
+
+        night.run.bus.emit("warning", message="dew on the corrector")
+        status = await h.result("status")
+        assert status["warnings"][-1] == "dew on the corrector"
+        assert status["warning_count"] >= 1
+
+        # a subscriber that never reads loses its oldest events, counted; nobody waits
+        assert status["events_dropped"] == 0
+        with night.hub.events.subscribe():
+            for n in range(1100):
+                night.hub.events({"event": "tick", "n": n})
+            status = await h.result("status")
+        assert status["events_dropped"] >= 100 and status["running"] is True
+
+
+async def _with_mount(h: HttpRpc) -> dict[str, Any] | None:
+    status = await h.result("status")
+    mount = status["rig"].get("mount")
+    return status if mount and mount.get("ra") is not None else None
+
+
+async def test_resume_without_a_pause_and_pause_in_the_shutdown_are_refused(
+    night: Served,
+) -> None:
+    """Both used to answer as if done (`resumed`, `pause_requested`), so `nightrunner resume`
+    exited 0 for a night that was never paused."""
+    async with HttpRpc(night.url) as h:
+        refused = await h.call("resume")
+        assert refused["error"] == {"code": -1,
+                                    "message": "the night is not paused: nothing to resume"}
+        assert await h.result("pause") == {"pause_requested": True}
+        assert await h.result("resume") == {"resumed": True}  # a pause not yet in effect
+        assert (await h.result("abort")) == {"aborting": True, "done": False}
+        await wait_for(lambda: _shutting_down(h), what="the shutdown")
+        refused = await h.call("pause")
+        assert refused["error"]["code"] == -1 and "nothing to pause" in \
+            refused["error"]["message"], refused
+
+
+async def _shutting_down(h: HttpRpc) -> bool:
+    status = await h.result("status")
+    return status["phase"] in ("shutdown", "aborted") or not status["running"]
+
+
+async def test_the_records_of_the_night_answer(night: Served, tmp_path: Path) -> None:
+    """get_plan, get_log and validate_plan: the plan as it runs, the log's last lines and a
+    plan checked on the hub's machine (FILE:LINE:COL) — each had no test of its own."""
+    async with HttpRpc(night.url) as h:
+        plan = await h.result("get_plan")
+        assert plan["plan"]["name"] == "control test night"
+        assert plan["plan"]["targets"][0]["name"] == "NGC 188"
+        await wait_for(lambda: _lights_at_least(h, 1), what="a frame")
+        log = await h.result("get_log", {"lines": 3})
+        assert len(log["lines"]) == 3
+        assert all("event" in json.loads(line) for line in log["lines"])
+        assert (await h.call("get_log", {"lines": 0}))["error"]["code"] == -32602
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("version: 1\nname: x\nsite: {latitude: 95, longitude: 0}\n"
+                       "targets: []\n")
+        checked = await h.result("validate_plan", {"path": str(bad)})
+        assert checked["valid"] is False
+        assert any(d.startswith(f"{bad}:3:") for d in checked["diagnostics"]), checked
+        missing = await h.call("validate_plan", {"path": str(tmp_path / "none.yaml")})
+        assert missing["error"]["code"] == -1 and "no plan file" in missing["error"]["message"]

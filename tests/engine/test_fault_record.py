@@ -214,3 +214,62 @@ def test_an_aborted_then_resumed_night_is_reported_whole_with_one_live_stack(
     frame_mode = rig.fits()[0].stat().st_mode & 0o777
     assert frame_mode == 0o666 & ~umask
     assert set(modes.values()) == {frame_mode}, modes
+
+
+def test_every_light_has_its_hfr_in_the_record_though_no_trigger_asks_for_it(rig: Rig) -> None:
+    """The plan has no trigger that needs an HFR: each light still gets one, in its FITS card,
+    its frame event, the image index and the report."""
+    from astropy.io import fits
+
+    from runner.storage.index import ImageIndex
+
+    result = rig.run(_plan(rig, count=2), speed=100)
+    assert result.outcome == "completed"
+    lights = rig.fits()
+    assert len(lights) == 4
+    for path in lights:
+        assert isinstance(fits.getheader(path)["HFR"], float), path.name
+    frames = names(rig.events(result), "frame")
+    assert len(frames) == 4 and all(isinstance(e["hfr"], float) for e in frames), frames
+    with ImageIndex(rig.data) as index:
+        rows = index.query()
+    assert len(rows) == 4 and all(r.hfr is not None for r in rows), rows
+    assert "- HFR (px): median" in (result.run_dir / "report.md").read_text()
+
+
+def test_a_disk_slower_than_the_camera_holds_the_next_exposure_and_says_so(
+    rig: Rig, monkeypatch: Any
+) -> None:
+    """Frames are written behind the exposure loop; when the frames waiting for a slow disk
+    exceed the memory budget, the next exposure waits (a write_wait event) — and every frame
+    still ends on disk, journalled only once its file is in place."""
+    import runner.engine.exec_core as exec_core
+    import runner.engine.framestore as framestore
+    from runner.engine.frame_writer import FrameWriter
+
+    one_frame = 320 * 240 * 2
+    monkeypatch.setattr(exec_core, "FrameWriter",
+                        lambda bus: FrameWriter(bus, budget_bytes=2 * one_frame))
+    write = framestore.write_fits
+    journalled_before_file: list[str] = []
+
+    def slow_write(path: Any, *args: Any) -> Any:
+        time.sleep(0.3)  # 30 s of clock time at 100×: longer than a 20 s light
+        journal = list(rig.data.glob("runs/*/journal.jsonl"))
+        if journal and any(e["type"] == "frame" and e["path"] == str(path)
+                           for e in Journal.read(journal[0])):
+            journalled_before_file.append(Path(path).name)
+        return write(path, *args)
+
+    monkeypatch.setattr(framestore, "write_fits", slow_write)
+    result = rig.run(_plan(rig, count=4), speed=100)
+    assert result.outcome == "completed", result.summary["errors"]
+    assert len(rig.fits()) == 8 and not list(rig.data.rglob("*.part"))
+    events = rig.events(result)
+    waits = names(events, "write_wait")
+    assert waits and all(e["frames"] <= 3 for e in waits), waits
+    kinds = [e["event"] for e in events]
+    # the second light began before the first one's file was announced: writes are behind
+    assert kinds.index("frame") > [i for i, k in enumerate(kinds) if k == "exposure_start"][1]
+    assert not journalled_before_file
+    assert len(_one_path_per_frame(rig)) == 8
