@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 from runner.engine.events import EventBus
+from runner.engine.exec_types import FatalRunError
 
 log = logging.getLogger("nightrunner.engine")
 
@@ -40,6 +41,7 @@ class FrameWriter:
         self._changed = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self.error: BaseException | None = None
+        self._failed_key: str | None = None
         self.waits = 0  # how often the camera waited for the disk
         self._busy = False
 
@@ -76,6 +78,11 @@ class FrameWriter:
             await self.drain()
 
     def raise_if_failed(self) -> None:
+        """A disk that fails (full, I/O errors) ends the night as a fatal error naming the
+        frame and the cause; anything else is a bug and stays itself."""
+        if isinstance(self.error, OSError):
+            raise FatalRunError(f"frame {self._failed_key} not written: {self.error}") \
+                from self.error
         if self.error is not None:
             raise self.error
 
@@ -90,7 +97,7 @@ class FrameWriter:
             except Exception as exc:  # kept for the night; the other frames are still tried
                 log.warning("frame %s not written: %s", key, exc)
                 if self.error is None:
-                    self.error = exc
+                    self.error, self._failed_key = exc, key
             finally:
                 self._busy = False
                 self._bytes -= nbytes
