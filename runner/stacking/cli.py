@@ -115,7 +115,7 @@ def stack(
         stacks = FilterStacks(output, queue_size=len(lights) + 1, intermediate_every=0,
                               library=library, read_ahead=True)
         stacks.options_for = masters_for
-        stacks.begin(name or lights[0].parent.name or "stack", align=align, reject=reject,
+        stacks.begin(name or _default_name(inputs, lights), align=align, reject=reject,
                      kappa=kappa, field_rotation=field_rotation, flip=flip,
                      save_data=save_data)
         groups: dict[str | None, list[Path]] = defaultdict(list)
@@ -141,6 +141,16 @@ def stack(
         typer.echo("colour preview:\n  " + "\n  ".join(str(p) for p in colour.values()))
     if not any(s.status["stacked"] for s in saved):
         raise typer.Exit(1)
+
+
+def _default_name(inputs: list[Path], lights: list[Path]) -> str:
+    """The target the frames are of (their OBJECT card, as a night writes it), else the folder
+    given — not the filter folder (``NGC 188/L``) the first light happens to be in."""
+    target = header_cards(lights[0], ("OBJECT",))["OBJECT"]
+    if target:
+        return str(target)
+    given = inputs[0].resolve()
+    return (given.name if given.is_dir() else lights[0].parent.name) or "stack"
 
 
 def _matching(library: CalibrationLibrary, first: FrameMeta, wanted: dict[str, bool],

@@ -75,6 +75,13 @@ def test_a_run_directory_is_stacked_from_its_filter_folders(
     assert result.exit_code == 0, result.output
     assert "5 of 5 frames stacked" in result.output
     assert "note: 1 calibration frames (dark, flat, bias) in the folders left out" in result.output
+    # named for the folder given, not for the filter folder of its first frame
+    assert (out / "stacked" / "M81_final.fits").is_file(), sorted((out / "stacked").iterdir())
+    write_fits("N/L/n_0.fits", sensor.light(field, 30.0, seed=1), OBJECT="NGC 188")
+    write_fits("N/L/n_1.fits", sensor.light(field, 30.0, seed=2), OBJECT="NGC 188")
+    result = CliRunner().invoke(app, [str(tmp_path / "frames" / "N"), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "stacked" / "NGC_188_final.fits").is_file()  # the OBJECT card wins
 
 
 def test_a_folder_without_frames_names_the_folder(tmp_path: Path) -> None:
