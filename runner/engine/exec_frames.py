@@ -50,12 +50,13 @@ class FramesMixin(GapsMixin):
             if key in self.done_frames:
                 self.counters.skipped_resume += 1
                 continue
-            await self._take_frame(key, a, a.type, a.exposure, scope)
+            await self._take_frame(key, a, a.type, a.exposure, scope, of=(n + 1, a.count))
 
     async def _take_frame(
         self, key: str, a: ExposeArgs, frame_type: FrameType, seconds: float, scope: Scope,
-        *, subdir: str | None = None,
+        *, subdir: str | None = None, of: tuple[int, int] | None = None,
     ) -> Path:
+        """``of``: this is frame k of the step's n (status and events say so)."""
         light = frame_type is FrameType.light
         if light:
             await self._before_light(scope, seconds)
@@ -65,10 +66,12 @@ class FramesMixin(GapsMixin):
         timeout = seconds + self.p.equipment.camera.download_time + self.p.equipment.exposure_margin
         if s.guider is not None and self.guiding:
             s.guider.start_stats()
+        k, n = of if of is not None else (None, None)
         self.current_exposure = {"key": key, "seconds": seconds, "type": frame_type.value,
-                                 "started": s.clock.now().isoformat()}
+                                 "started": s.clock.now().isoformat(), "frame": k, "of": n}
         self.bus.emit("exposure_start", key=key, seconds=seconds, type=frame_type.value,
-                      filter=self.filter, target=self.target.target.name if self.target else None)
+                      filter=self.filter, target=self.target.target.name if self.target else None,
+                      frame=k, of=n)
         frame = await actions.expose(cam, s.clock, seconds, frame_type.value, timeout)
         self.current_exposure = None
         self.bus.emit("exposure_end", key=key)
@@ -202,7 +205,7 @@ class FramesMixin(GapsMixin):
                 done = self.done_frames.get(key)  # on disk: reconcile retakes a lost one
                 if done is None:
                     path = await self._take_frame(key, args, kind, seconds, scope,
-                                                  subdir="calibration")
+                                                  subdir="calibration", of=(n + 1, c.count))
                 else:  # taken before the resume: still part of this set
                     path = Path(done)
                 if c.master and self.s.stacking is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 from runner.devices.interfaces import GuiderState
 from runner.engine import triggers as trig
@@ -36,9 +37,11 @@ class GuidingMixin(ExecutorCore):
         if g is None:
             raise GuiderError("no guider configured")
         st = settle or self.p.settle
+        began = self.s.clock.now()
         await g.guide(st.pixels, st.time, st.timeout, recalibrate)
         self.guiding = True
         self.bus.emit("guiding", state="guiding")
+        self._settled("guide", began, st)
 
     async def _stop_guiding(self) -> None:
         g = self.s.guider
@@ -61,10 +64,12 @@ class GuidingMixin(ExecutorCore):
         attempts = 2 if on_fail is SettleFailure.retry_dither else 1
         for attempt in range(attempts):
             try:
+                began = self.s.clock.now()
                 await g.dither(amount, ra_only, st.pixels, st.time, st.timeout)
                 self.counters.dithers += 1
                 trig.dither_done(self.state)
                 self.bus.emit("dithered", amount=amount)
+                self._settled("dither", began, st)
                 return
             except SettleFailed as exc:
                 self._error(f"dither settle failed: {exc}")
@@ -76,6 +81,11 @@ class GuidingMixin(ExecutorCore):
                 if on_fail is SettleFailure.skip_target:
                     raise SkipTarget(f"settling failed after dither: {exc}") from exc
                 raise FatalRunError(f"settling failed after dither: {exc}") from exc
+
+    def _settled(self, after: str, began: datetime, st: Settle) -> None:
+        """The guider settled (within ``pixels`` for ``time`` s) after a start or a dither."""
+        self.bus.emit("settled", after=after, pixels=st.pixels,
+                      seconds=round((self.s.clock.now() - began).total_seconds(), 1))
 
     async def _guiding_health(self) -> None:
         g = self.s.guider

@@ -239,6 +239,8 @@ async def test_skip_step_discards_the_exposure_and_skip_target_ends_the_target()
             await wait_for(lambda: _lights_at_least(h, 1), what="a first frame")
             status = await wait_for(lambda: _exposing(h), what="an exposure in progress")
             skipped_key = status["exposure"]["key"]
+            # frame k of the step's n (each repeat is two exposures)
+            assert status["exposure"]["of"] == 2 and status["exposure"]["frame"] in (1, 2)
             assert await h.result("skip", {"what": "step"}) == {"skip_requested": "step"}
             await wait_for(lambda: _exposing(h, not_key=skipped_key),
                            what="the next step's exposure")

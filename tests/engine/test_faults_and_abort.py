@@ -235,7 +235,7 @@ def _exposure_gaps(events: list[dict[str, Any]]) -> list[list[str]]:
         if e["event"] == "exposure_start":
             gaps.append(current)
             current = []
-        elif e["event"] in ("dithered", "autofocus", "warning"):
+        elif e["event"] in ("dithered", "settled", "autofocus", "warning"):
             current.append(e["event"])
     return gaps
 
@@ -263,6 +263,12 @@ def test_exposures_never_start_before_the_dither_settled(rig: Rig) -> None:
     # 9 lights; "every 2" counts across filters: dithers before lights 3, 5, 7, 9
     assert [i for i, g in enumerate(gaps) if "dithered" in g] == [2, 4, 6, 8]
     assert result.summary["dithers"] == 4
+    # each is announced settled before the exposure, and so is the start of guiding
+    assert all(g[g.index("dithered") + 1] == "settled" for g in gaps if "dithered" in g)
+    assert "settled" in gaps[0]
+    settled = names(rig.events(result), "settled")
+    assert [e["after"] for e in settled] == ["guide"] + ["dither"] * 4
+    assert all(e["pixels"] == 2 and e["seconds"] >= 3 for e in settled[1:])
 
 
 def test_sigterm_runs_the_shutdown_and_a_second_signal_is_ignored(rig: Rig) -> None:
