@@ -53,15 +53,28 @@ class Hub:
         return hmac.compare_digest(given.encode(), self.token.encode())
 
     def safe_path(self, filename: str) -> Path:
-        """``filename`` inside the data directory: no absolute path, no ``..``, no symlink
-        leading out, never an existing file."""
+        """``filename`` inside the data directory: no ``..``, no symlink leading out, never an
+        existing file.
+
+        An absolute path is the client's own (pyastroimageview's camera client sends the path
+        it would write on its machine, ``C:\\…`` or ``/home/…``): one inside the data
+        directory is used as given, any other is kept in the data directory under its name
+        — never written where it points."""
         if not filename or "\x00" in filename:
             raise RpcError("filename is empty or contains a NUL byte")
-        rel = PurePosixPath(filename.replace("\\", "/"))
-        if rel.is_absolute() or any(p == ".." for p in rel.parts) or ":" in rel.parts[0]:
-            raise RpcError(f"filename {filename!r} must be a relative path inside the data "
-                           "directory (no absolute path, no '..')")
         root = self.data_dir.resolve()
+        rel = PurePosixPath(filename.replace("\\", "/"))
+        if rel.is_absolute() or (rel.parts and ":" in rel.parts[0]):
+            given = Path(filename)
+            base = next((b for b in (root, self.data_dir.absolute())
+                         if given.is_absolute() and given.is_relative_to(b)), None)
+            rel = PurePosixPath(given.relative_to(base)) if base is not None \
+                else PurePosixPath(rel.name)
+            if not rel.parts:
+                raise RpcError(f"filename {filename!r} names no file")
+        if any(p == ".." for p in rel.parts):
+            raise RpcError(f"filename {filename!r} must stay inside the data directory "
+                           "(no '..')")
         target = (root / Path(*rel.parts)).resolve()
         if root != target and root not in target.parents:
             raise RpcError(f"filename {filename!r} leads outside the data directory")

@@ -151,8 +151,15 @@ async def take_image(hub: Hub, p: TakeImage) -> Complete:
     return Complete()
 
 
+class SavedImage(Complete):
+    """Seed 000's ``{"complete": true}``, and where the file went (relative to the data
+    directory: an absolute path from the client's machine is kept there under its name)."""
+
+    filename: str
+
+
 @REGISTRY.method("save_image", SaveImage)
-async def save_image(hub: Hub, p: SaveImage) -> Complete:
+async def save_image(hub: Hub, p: SaveImage) -> SavedImage:
     """Write the last ``take_image`` as FITS under the data directory."""
     if hub.last_image is None:
         raise RpcError("no image to save: take_image first")
@@ -160,7 +167,7 @@ async def save_image(hub: Hub, p: SaveImage) -> Complete:
 
     path = hub.safe_path(p.filename)
     await save_frame(path, hub.last_image)
-    return Complete()
+    return SavedImage(filename=path.relative_to(hub.data_dir.resolve()).as_posix())
 
 
 @REGISTRY.method("focuser_stop", moves="focuser")

@@ -70,7 +70,7 @@ async def test_the_night_owns_the_rig_until_it_is_paused(night: Served) -> None:
         # the rig is lent: exposures, the cooler and the focuser are the client's now
         assert await tcp.result("take_image", {"exposure": 2}) == {"complete": True}
         assert await tcp.result("save_image", {"filename": "borrowed.fits"}) == \
-            {"complete": True}
+            {"complete": True, "filename": "borrowed.fits"}
         assert (night.data / "borrowed.fits").is_file()
         assert await h.result("set_target_temperature", {"target_temperature": 5}) == \
             {"complete": True}

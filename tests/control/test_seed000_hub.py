@@ -27,8 +27,9 @@ def _camera_client_session(served: Served) -> list[tuple[str, dict[str, Any], fl
         info = s.request("get_camera_info")
         out.append(("get_camera_info", info, 0.0))
         width, height = info["result"]["framesize"]
-        for binning, exposure, name in ((1, 5.0, "focus/frame_001.fits"),
-                                        (2, 2.0, "focus/frame_002.fits")):
+        # the client sends the path it would write on its own machine
+        for binning, exposure, name in ((1, 5.0, "C:\\Users\\imager\\focus\\frame_001.fits"),
+                                        (2, 2.0, str(served.data / "focus" / "frame_002.fits"))):
             roi = [0, 0, width / binning, height / binning]
             started = clock.monotonic()
             done = s.request("take_image", {"exposure": exposure, "binning": binning,
@@ -52,8 +53,11 @@ async def test_the_rpc_camera_client_takes_and_saves_images(rig: Served) -> None
     # take_image answers only once the exposure is complete (engine seconds, on the sim clock)
     assert took1["result"] == {"complete": True} and t1 >= 5.0
     assert took2["result"] == {"complete": True} and t2 >= 2.0
-    assert saved1["result"] == saved2["result"] == {"complete": True}
-    with fits.open(rig.data / "focus" / "frame_001.fits") as hdul:
+    # kept in the data directory: a path of the client's machine under its name, one inside
+    # the data directory as given
+    assert saved1["result"] == {"complete": True, "filename": "frame_001.fits"}
+    assert saved2["result"] == {"complete": True, "filename": "focus/frame_002.fits"}
+    with fits.open(rig.data / "frame_001.fits") as hdul:
         assert hdul[0].data.shape == (240, 320)
         assert hdul[0].header["EXPTIME"] == 5.0
     with fits.open(rig.data / "focus" / "frame_002.fits") as hdul:
@@ -150,10 +154,15 @@ async def test_save_image_stays_inside_the_data_directory(rig: Served, tmp_path:
         assert await h.result("take_image", {"exposure": 1}) == {"complete": True}
         assert "'..'" in await refused("../escape.fits")
         assert "'..'" in await refused("sub/../../escape.fits")
-        assert "absolute" in await refused(str(tmp_path / "absolute.fits"))
+        # a path of the client's machine is never written where it points
+        assert await h.result("save_image", {"filename": str(tmp_path / "absolute.fits")}) == \
+            {"complete": True, "filename": "absolute.fits"}
+        await h.result("take_image", {"exposure": 1})
+        assert "'..'" in await refused(str(rig.data / ".." / "outside" / "x.fits"))
         assert "outside" in await refused("link/escape.fits")
         assert "outside" in await refused("dangling.fits")  # nor through a dangling symlink
-        assert await h.result("save_image", {"filename": "kept.fits"}) == {"complete": True}
+        assert await h.result("save_image", {"filename": "kept.fits"}) == \
+            {"complete": True, "filename": "kept.fits"}
         before = (rig.data / "kept.fits").read_bytes()
         await h.result("take_image", {"exposure": 2})
         assert "exists already" in await refused("kept.fits")

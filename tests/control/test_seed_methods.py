@@ -162,7 +162,8 @@ async def test_an_exposure_is_started_polled_and_its_result_kept_for_save_image(
     assert len(base64.b64decode(prev["data"])) == prev["width"] * prev["height"]
     # the frame was consumed: a second call has nothing; seed 000's save_image writes it
     assert "idle" in (await rpc.error("camera.get_exposure_result"))["message"]
-    assert await rpc("save_image", {"filename": "remote.fits"}) == {"complete": True}
+    assert await rpc("save_image", {"filename": "remote.fits"}) == \
+        {"complete": True, "filename": "remote.fits"}
     with fits.open(tmp_path / "remote.fits") as hdul:
         assert hdul[0].data.shape == (80, 100)
 
