@@ -185,7 +185,8 @@ def run(
     from runner.errors import ConfigError
 
     try:
-        plane = None if no_rpc else _control_plane(options.data_dir, rpc, tcp, token_file)
+        plane = None if no_rpc else _control_plane(options.data_dir, rpc, tcp, token_file,
+                                                    plan.resolve().parent)
         if dry_run:  # the executor on nominal devices in virtual time (as `estimate` is)
             from runner.clock import VirtualLoop
 
@@ -365,11 +366,14 @@ def sim(ctx: typer.Context) -> None:
     sim_app(args=ctx.args, prog_name="nightrunner sim")
 
 
-def _control_plane(data_dir: Path, rpc: str, tcp: str, token_file: Path | None) -> Any:
+def _control_plane(data_dir: Path, rpc: str, tcp: str, token_file: Path | None,
+                   plans: Path) -> Any:
     from runner.control.hub import Hub
     from runner.control.server import ControlPlane, parse_address, read_token
 
-    hub = Hub(data_dir, token=read_token(None, token_file))
+    # validate_plan reads plans beside the night's own (and in DATA_DIR/plans)
+    hub = Hub(data_dir, token=read_token(None, token_file),
+              plan_dirs=[plans, data_dir / "plans"])
     return ControlPlane(hub, http=parse_address(rpc, 8765), tcp=parse_address(tcp, 8800))
 
 

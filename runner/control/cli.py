@@ -192,6 +192,9 @@ def register(app: typer.Typer) -> None:
         tls_key: Annotated[Path | None, typer.Option(help="TLS key (PEM).")] = None,
         speed: Annotated[float | None, typer.Option(min=0.001, help="Simulated clock speed.")]
         = None,
+        plans: Annotated[list[Path] | None, typer.Option(
+            help="A directory run_plan and validate_plan may read plans from (repeatable; "
+                 "DATA_DIR/plans always).")] = None,
     ) -> None:
         """A long-running hub: holds the rig's devices, serves the control plane and the
         seed 000 TCP protocol, and runs plans sent with ``run_plan``, one at a time."""
@@ -202,7 +205,7 @@ def register(app: typer.Typer) -> None:
 
         try:
             code = asyncio.run(serve_forever(equipment, data_dir, rpc, tcp, token_file,
-                                             tls_cert, tls_key, speed))
+                                             tls_cert, tls_key, speed, plans))
         except ConfigError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None

@@ -22,9 +22,12 @@ from runner.control.protocol import RpcError
 class Hub:
     def __init__(
         self, data_dir: Path, *, token: str | None = None, devices: Any = None,
-        equipment: Any = None, clock: Any = None,
+        equipment: Any = None, clock: Any = None, plan_dirs: list[Path] | None = None,
     ) -> None:
         self.data_dir = data_dir
+        #: where ``validate_plan``/``run_plan`` may read plans (``serve --plans``): a remote
+        #: client never has the hub read, and echo, any other file of its machine
+        self.plan_dirs = plan_dirs if plan_dirs is not None else [data_dir / "plans"]
         self.token = token
         self._devices = devices  # serve: the hub's own; run: the night's (see ``devices``)
         self.equipment = equipment
@@ -81,6 +84,23 @@ class Hub:
         if target.exists() or os.path.lexists(root / Path(*rel.parts)):
             raise RpcError(f"{filename!r} exists already: frames are never overwritten")
         return target
+
+    def plan_file(self, path: str) -> Path:
+        """A plan a client named: absolute or relative to a plans directory, and inside one
+        (symlinks resolved)."""
+        given = Path(path)
+        roots = [d.resolve() for d in self.plan_dirs]
+        candidates = [given] if given.is_absolute() else [r / given for r in roots]
+        for c in candidates:
+            real = c.resolve()
+            if any(real.is_relative_to(r) for r in roots):
+                if real.is_file():
+                    return real
+            elif given.is_absolute():
+                raise RpcError(f"{path} is outside the plans directories "
+                               f"({', '.join(map(str, roots))}; serve --plans DIR adds one)")
+        raise RpcError(f"no plan file at {path} in the plans directories "
+                       f"({', '.join(map(str, roots))})")
 
     # ------------------------------------------------------------------ the rig
 

@@ -281,9 +281,7 @@ async def validate_plan(hub: Hub, p: PlanPath) -> ValidateResult:
     """Check a plan file on the hub's machine: FILE:LINE:COL diagnostics."""
     from runner.plan.loader import load_plan
 
-    path = Path(p.path)
-    if not await asyncio.to_thread(path.is_file):
-        raise RpcError(f"no plan file at {p.path}")
+    path = await asyncio.to_thread(hub.plan_file, p.path)
     result = await asyncio.to_thread(load_plan, path)
     return ValidateResult(valid=result.ok,
                           diagnostics=[d.format() for d in result.diagnostics])
@@ -297,4 +295,5 @@ async def run_plan(hub: Hub, p: PlanPath) -> RunPlanResult:
     if hub.start_night is None:
         raise RpcError("this server runs one night only (nightrunner run); use nightrunner "
                        "serve to start plans remotely")
-    return RunPlanResult.model_validate(await hub.start_night(Path(p.path)))
+    path = await asyncio.to_thread(hub.plan_file, p.path)
+    return RunPlanResult.model_validate(await hub.start_night(path))

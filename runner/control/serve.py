@@ -20,7 +20,7 @@ from runner.schedule.hub_link import start_scheduler, stop_scheduler
 async def serve_forever(
     equipment_path: Path | None, data_dir: Path, rpc: str, tcp: str,
     token_file: Path | None, tls_cert: Path | None, tls_key: Path | None,
-    speed: float | None,
+    speed: float | None, plan_dirs: list[Path] | None = None,
 ) -> int:
     from runner.devices.factory import build_devices
     from runner.plan.loader import BUILTIN_PROFILES, load_equipment
@@ -32,7 +32,8 @@ async def serve_forever(
     clock = ScaledClock(speed=speed or equipment.simulation.speed)
     devices = build_devices(equipment, clock)
     hub = Hub(data_dir, token=read_token(None, token_file), devices=devices,
-              equipment=equipment, clock=clock)
+              equipment=equipment, clock=clock,
+              plan_dirs=[*(plan_dirs or []), data_dir / "plans"])
     plane = ControlPlane(hub, http=parse_address(rpc, 8765), tcp=parse_address(tcp, 8800),
                          certfile=tls_cert, keyfile=tls_key)
     plane.check()

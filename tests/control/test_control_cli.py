@@ -104,6 +104,7 @@ def test_serve_runs_the_plans_it_is_sent_one_night_at_a_time(tmp_path: Path) -> 
     http, tcp = free_port(), free_port()
     hub = subprocess.Popen(
         [NR, "serve", "--equipment", str(tmp_path / "plans" / "eq.yaml"),
+         "--plans", str(tmp_path / "plans"),
          "--data-dir", str(tmp_path / "data"), "--rpc", f"127.0.0.1:{http}",
          "--tcp", f"127.0.0.1:{tcp}", "--speed", "300"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
@@ -155,6 +156,7 @@ def test_serve_takes_the_signals_run_takes(tmp_path: Path) -> None:
     http, tcp = free_port(), free_port()
     hub = subprocess.Popen(
         [NR, "serve", "--equipment", str(tmp_path / "plans" / "eq.yaml"),
+         "--plans", str(tmp_path / "plans"),
          "--data-dir", str(tmp_path / "data"), "--rpc", f"127.0.0.1:{http}",
          "--tcp", f"127.0.0.1:{tcp}", "--speed", "300"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)

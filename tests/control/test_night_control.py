@@ -347,11 +347,19 @@ async def test_the_records_of_the_night_answer(night: Served, tmp_path: Path) ->
         assert len(log["lines"]) == 3
         assert all("event" in json.loads(line) for line in log["lines"])
         assert (await h.call("get_log", {"lines": 0}))["error"]["code"] == -32602
-        bad = tmp_path / "bad.yaml"
+        (night.data / "plans").mkdir()
+        bad = night.data / "plans" / "bad.yaml"
         bad.write_text("version: 1\nname: x\nsite: {latitude: 95, longitude: 0}\n"
                        "targets: []\n")
-        checked = await h.result("validate_plan", {"path": str(bad)})
+        checked = await h.result("validate_plan", {"path": "bad.yaml"})  # in DATA_DIR/plans
         assert checked["valid"] is False
-        assert any(d.startswith(f"{bad}:3:") for d in checked["diagnostics"]), checked
-        missing = await h.call("validate_plan", {"path": str(tmp_path / "none.yaml")})
+        assert any(d.startswith(f"{bad.resolve()}:3:") for d in checked["diagnostics"]), checked
+        missing = await h.call("validate_plan", {"path": "none.yaml"})
         assert missing["error"]["code"] == -1 and "no plan file" in missing["error"]["message"]
+        # no other file of the hub's machine is read (and echoed back in diagnostics)
+        elsewhere = tmp_path / "secret.yaml"
+        elsewhere.write_text("password: hunter2\n")
+        for path in (str(elsewhere), "../../secret.yaml", "/etc/passwd"):
+            refused = await h.call("validate_plan", {"path": path})
+            assert refused["error"]["code"] == -1, (path, refused)
+            assert "hunter2" not in json.dumps(refused)
