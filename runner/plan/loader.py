@@ -153,6 +153,20 @@ def resolve_equipment_path(ref: str, plan_file: Path) -> Path | None:
     return next((c for c in candidates if c.exists()), None)
 
 
+def _profile_not_found(ref: str, plan_file: Path) -> str:
+    """Where a profile name was looked for, and what stands there instead."""
+    msg = f"equipment profile '{ref}' not found"
+    if ref.endswith((".yaml", ".yml")) or "/" in ref:
+        return msg
+    beside = plan_file.parent / ref
+    if beside.is_dir():
+        return (f"{msg}: '{ref}' beside the plan is a directory; name the profile file "
+                f"('{ref}/NAME.yaml') or put it at equipment/{ref}.yaml")
+    builtin = ", ".join(sorted(p.stem for p in BUILTIN_PROFILES.glob("*.yaml")))
+    return (f"{msg} (looked for equipment/{ref}.yaml beside the plan, "
+            f"~/.config/nightrunner/equipment/{ref}.yaml and the built-in ones: {builtin})")
+
+
 def load_equipment(path: Path) -> tuple[Equipment | None, list[Diagnostic]]:
     """Read and check a profile; the profile is returned only when it has no error."""
     doc = read_yaml(path, display=display_path(path), what="equipment profile")
@@ -203,8 +217,7 @@ def load_plan(
         eq_path = resolve_equipment_path(plan.equipment, path)
         if eq_path is None:
             result.diagnostics.append(
-                Diagnostic.at(eq_mark, f"equipment profile '{plan.equipment}' not found")
-            )
+                Diagnostic.at(eq_mark, _profile_not_found(plan.equipment, path)))
     if eq_path is not None:
         eq, eq_diags = load_equipment(eq_path)
         result.diagnostics.extend(eq_diags)

@@ -182,3 +182,17 @@ def test_a_step_option_the_engine_would_ignore_is_an_error(
     plan = write_plan(PLAN.replace("expose: {exposure: 1}", step))
     messages = [d.format() for d in load_plan(plan).diagnostics]
     assert any(m.startswith(f"{plan}:{expected}") for m in messages), messages
+
+
+def test_a_profile_name_not_found_says_where_it_was_looked_for(
+    write_plan: Callable[..., Path],
+) -> None:
+    plan = write_plan(PLAN.replace("equipment: eq.yaml", "equipment: dirprof"))
+    (plan.parent / "dirprof").mkdir()
+    [message] = [d.format() for d in load_plan(plan).diagnostics]
+    assert message.startswith(f"{plan}:4:12: error: equipment profile 'dirprof' not found: "
+                              "'dirprof' beside the plan is a directory"), message
+    plan = write_plan(PLAN.replace("equipment: eq.yaml", "equipment: nosuchrig"))
+    [message] = [d.format() for d in load_plan(plan).diagnostics]
+    assert "looked for equipment/nosuchrig.yaml beside the plan" in message, message
+    assert "built-in ones: " in message and "simulator" in message, message
