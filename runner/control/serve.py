@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from runner.clock import ScaledClock
-from runner.control.guider_link import close_hub_guider
 from runner.control.hub import Hub
 from runner.control.server import ControlPlane, parse_address, read_token
 from runner.errors import ConfigError
@@ -78,9 +77,7 @@ async def serve_forever(
         for sig in SAFE_STOP_SIGNALS + HARMLESS_SIGNALS:
             loop.remove_signal_handler(sig)
         await stop_scheduler(scheduler)
-        await plane.stop()
-        with contextlib.suppress(Exception):
-            await close_hub_guider(hub)  # PHD2 keeps no half-open client of a gone hub
+        await plane.stop()  # closes the hub's PHD2 link and simulator too
         with contextlib.suppress(Exception):
             await devices.disconnect_all()
 

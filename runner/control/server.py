@@ -177,6 +177,10 @@ class ControlPlane:
             await self.hub.web.stop()
         if self.hub.telemetry is not None:
             await self.hub.telemetry.stop()
+        from runner.control.guider_link import close_hub_guider
+
+        with contextlib.suppress(Exception):  # `run` and `serve` alike: PHD2 keeps no
+            await close_hub_guider(self.hub)  # half-open client (nor a simulator) of a gone hub
 
     def url(self) -> str | None:
         if "http" not in self.bound:

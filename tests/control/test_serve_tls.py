@@ -126,3 +126,32 @@ async def test_serve_closes_its_phd2_connection_when_it_stops(tmp_path: Path) ->
         if not hub.done():
             hub.cancel()
         await phd2.stop()
+
+
+async def test_a_control_plane_that_stops_lets_go_of_the_phd2_it_connected(
+        tmp_path: Path) -> None:
+    """``nightrunner run``'s control plane as well as ``serve``'s: a PHD2 connection a client
+    opened through it is closed when the plane stops (the night's end)."""
+    from runner.control.hub import Hub
+    from runner.plan.loader import load_equipment
+
+    phd2 = PHD2Simulator(clock=ScaledClock(speed=100.0), port=0)
+    await phd2.start()
+    try:
+        (tmp_path / "eq.yaml").write_text(
+            EQUIPMENT + f"guider: {{backend: phd2, host: {LOOPBACK}, port: {phd2.port}, "
+            "pixel_scale: 2.5}\n", encoding="utf-8")
+        equipment, diags = load_equipment(tmp_path / "eq.yaml")
+        assert equipment is not None, [d.format() for d in diags]
+        plane = ControlPlane(Hub(tmp_path / "data", equipment=equipment),
+                             http=(LOOPBACK, 0), tcp=(LOOPBACK, 0))
+        await plane.start()
+        async with httpx.AsyncClient(base_url=plane.url() or "", timeout=30) as h:
+            r = await h.post("/rpc", json={"jsonrpc": "2.0", "id": 1,
+                                           "method": "guider.connect_server"})
+            assert r.json()["result"] == {"message": None}, r.json()
+        assert phd2.client_count == 1
+        await plane.stop()
+        await wait_for(lambda: phd2.client_count == 0, what="the PHD2 client to close")
+    finally:
+        await phd2.stop()
