@@ -45,8 +45,8 @@ async def scan(backend: str, address: str | None = None, *, timeout: float = 10.
     if backend == "simulator":
         return [FoundDevice(kind, name, name) for kind, name in SIM_DEVICES]
     if backend == "alpaca":
-        return await asyncio.wait_for(asyncio.to_thread(_alpaca, address or "127.0.0.1:11111"),
-                                      timeout)
+        async with asyncio.timeout(timeout):
+            return await asyncio.to_thread(_alpaca, address or "127.0.0.1:11111")
     if backend == "indi":
         return await _indi(address, timeout)
     raise DeviceError(f"unknown back-end '{backend}' (simulator, alpaca or indi)")

@@ -32,6 +32,15 @@ from runner.plan.models import (
 log = logging.getLogger("nightrunner.engine")
 
 
+def _not_cancelled() -> None:
+    """Before each frame of a step: a cancellation (an abort, a skip) that a device call
+    swallowed — asyncio.wait_for in a library, a thread's result landing with it — still ends
+    the step, instead of the step taking all its frames first."""
+    me = asyncio.current_task()
+    if me is not None and me.cancelling():
+        raise asyncio.CancelledError
+
+
 class FramesMixin(GapsMixin):
     """Taking and writing frames."""
 
@@ -46,6 +55,7 @@ class FramesMixin(GapsMixin):
         if a.filter is not None:
             await self._change_filter(a.filter)
         for n in range(a.count):
+            _not_cancelled()
             key = f"{leaf.id}{scope.suffix}#f{n}"
             if key in self.done_frames:
                 self.counters.skipped_resume += 1
@@ -201,6 +211,7 @@ class FramesMixin(GapsMixin):
             if filt is not None:
                 await self._change_filter(filt)
             for n in range(c.count):
+                _not_cancelled()
                 key = f"{leaf.id}{scope.suffix}#c{j}#f{n}"
                 done = self.done_frames.get(key)  # on disk: reconcile retakes a lost one
                 if done is None:

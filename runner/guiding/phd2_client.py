@@ -135,9 +135,8 @@ class PHD2Client(PHD2Guiding):
                 "CalibrationComplete", "CalibrationFailed", "SettleDone"))
             try:
                 await self.call("guide", {"settle": settle.to_wire(), "recalibrate": True})
-                ev = await asyncio.wait_for(
-                    asyncio.shield(waiter), self._real_timeout(self.calibration_timeout_s)
-                )
+                async with asyncio.timeout(self._real_timeout(self.calibration_timeout_s)):
+                    ev = await asyncio.shield(waiter)
             except TimeoutError as exc:
                 raise GuiderError(
                     f"calibration did not finish within {self.calibration_timeout_s:g} s"
@@ -206,7 +205,8 @@ class PHD2Client(PHD2Guiding):
         try:
             await self.call("capture_single_frame", params)
             limit = timeout_s or (exposure_s or await self._exposure()) + self.settle_margin_s
-            ev = await asyncio.wait_for(asyncio.shield(waiter), self._real_timeout(limit))
+            async with asyncio.timeout(self._real_timeout(limit)):
+                ev = await asyncio.shield(waiter)
         except TimeoutError as exc:
             raise GuiderError("PHD2 sent no SingleFrameComplete") from exc
         finally:
@@ -250,11 +250,13 @@ async def scan_servers(
 
     async def probe(port: int) -> int | None:
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                reader, writer = await asyncio.open_connection(host, port)
         except (OSError, TimeoutError):
             return None
         try:
-            line = await asyncio.wait_for(reader.readline(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                line = await reader.readline()
             msg = json.loads(line)
             return port if isinstance(msg, dict) and msg.get("Event") == "Version" else None
         except (OSError, TimeoutError, ValueError):

@@ -59,7 +59,8 @@ class PHD2Connection(PHD2Wire):
     async def wait_connected(self, timeout_s: float) -> None:
         """Wait until the (re)connection is up; raises GuiderConnectionError on timeout."""
         try:
-            await asyncio.wait_for(self._connected.wait(), self._real_timeout(timeout_s))
+            async with asyncio.timeout(self._real_timeout(timeout_s)):
+                await self._connected.wait()
         except TimeoutError as exc:
             raise GuiderConnectionError(
                 f"PHD2 at {self.host}:{self.port} did not come back within {timeout_s:g} s"
@@ -67,10 +68,9 @@ class PHD2Connection(PHD2Wire):
 
     async def _open(self) -> None:
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port, limit=_READ_LIMIT_BYTES),
-                self._real_timeout(self.connect_timeout_s),
-            )
+            async with asyncio.timeout(self._real_timeout(self.connect_timeout_s)):
+                reader, writer = await asyncio.open_connection(
+                    self.host, self.port, limit=_READ_LIMIT_BYTES)
         except (OSError, TimeoutError) as exc:
             raise GuiderConnectionError(
                 f"cannot connect to PHD2 at {self.host}:{self.port}: {exc}"
@@ -84,9 +84,8 @@ class PHD2Connection(PHD2Wire):
             self._read_loop(reader, gen), name=f"phd2-reader-{self.host}:{self.port}"
         )
         try:
-            await asyncio.wait_for(
-                asyncio.shield(self._catchup_done), self._real_timeout(self.connect_timeout_s)
-            )
+            async with asyncio.timeout(self._real_timeout(self.connect_timeout_s)):
+                await asyncio.shield(self._catchup_done)
         except TimeoutError as exc:
             writer.close()
             raise GuiderConnectionError(

@@ -160,7 +160,8 @@ class PHD2Guider(Guider):
             return True
         fut = self.client.expect_event(lambda ev: ev.get("Event") == "GuideStep")
         try:
-            await asyncio.wait_for(fut, self.client.clock.to_real(timeout_s))
+            async with asyncio.timeout(self.client.clock.to_real(timeout_s)):
+                await fut
         except TimeoutError:
             return False
         return True

@@ -64,7 +64,8 @@ class PHD2Guiding(PHD2Connection):
         limit = settle.timeout_s + await self._watchdog_extra_s()
         log.info("PHD2 is settling; waiting for its SettleDone before going on")
         try:
-            await asyncio.wait_for(waiter, self._real_timeout(limit))
+            async with asyncio.timeout(self._real_timeout(limit)):
+                await waiter
         except TimeoutError as exc:
             if await self.get_settling():
                 raise GuiderError(
@@ -180,9 +181,8 @@ class PHD2Guiding(PHD2Connection):
             exposure = await self._exposure()
             # GuidingStopped may never come: on timeout, poll below.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    asyncio.shield(waiter), self._real_timeout(exposure + self.settle_margin_s)
-                )
+                async with asyncio.timeout(self._real_timeout(exposure + self.settle_margin_s)):
+                    await asyncio.shield(waiter)
         finally:
             waiter.cancel()
         deadline = self.clock.monotonic() + timeout_s

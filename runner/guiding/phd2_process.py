@@ -75,7 +75,8 @@ async def start_phd2(
             log.info("PHD2 started (pid %s), event server on %s:%s", proc.pid, host, target)
             return PHD2Process(process=proc, path=exe, host=host, port=target)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(proc.wait(), 0.2)
+            async with asyncio.timeout(0.2):
+                await proc.wait()
     await _terminate(proc, 5.0)
     raise GuiderError(
         f"PHD2 ({exe}) did not open its event server on {host}:{target} "
@@ -100,7 +101,8 @@ async def stop_phd2(
     except GuiderConnectionError as exc:
         log.warning("could not ask PHD2 to shut down (%s); terminating it", exc)
     try:
-        await asyncio.wait_for(phd2.process.wait(), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            await phd2.process.wait()
     except TimeoutError:
         log.warning("PHD2 (pid %s) ignored shutdown; terminating", phd2.process.pid)
         await _terminate(phd2.process, timeout_s)
@@ -112,7 +114,8 @@ async def _terminate(proc: asyncio.subprocess.Process, timeout_s: float) -> None
     with contextlib.suppress(ProcessLookupError):
         proc.terminate()
     try:
-        await asyncio.wait_for(proc.wait(), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            await proc.wait()
     except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()

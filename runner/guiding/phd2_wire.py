@@ -180,7 +180,8 @@ class PHD2Wire:
     async def wait_event(self, predicate: Callable[[Event], bool], timeout_s: float) -> Event:
         fut = self.expect_event(predicate)
         try:
-            return await asyncio.wait_for(fut, self._real_timeout(timeout_s))
+            async with asyncio.timeout(self._real_timeout(timeout_s)):
+                return await fut
         except TimeoutError as exc:
             raise GuiderError(f"no matching PHD2 event within {timeout_s:g} s") from exc
 
@@ -316,7 +317,8 @@ class PHD2Wire:
             raise GuiderConnectionError(f"cannot send {method} to PHD2: {exc}") from exc
         limit = self.call_timeout_s if timeout_s is None else timeout_s
         try:
-            reply = await asyncio.wait_for(fut, self._real_timeout(limit))
+            async with asyncio.timeout(self._real_timeout(limit)):
+                reply = await fut
         except TimeoutError as exc:
             raise GuiderError(f"PHD2 did not answer {method} within {limit:g} s") from exc
         finally:

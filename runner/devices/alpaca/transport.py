@@ -67,7 +67,8 @@ async def call(fn: Callable[[], T], what: str, time_limit: float = DEFAULT_TIMEO
         DeviceError: any other failure reported by the driver or the HTTP layer.
     """
     try:
-        return await asyncio.wait_for(asyncio.to_thread(fn), time_limit)
+        async with asyncio.timeout(time_limit):
+            return await asyncio.to_thread(fn)
     except TimeoutError as exc:
         raise DeviceTimeout(f"{what}: no answer within {time_limit:g} s") from exc
     except DeviceError:

@@ -206,9 +206,8 @@ class IndiCamera(IndiDevice, Camera):
         if not blob.format.lower().startswith(".fits") or blob.format.lower().endswith(".fz"):
             raise DeviceError(f"{self.label}: BLOB format {blob.format!r} is not plain FITS")
         try:
-            data = await asyncio.wait_for(
-                asyncio.to_thread(_decode_fits, blob.data), self.download_timeout
-            )
+            async with asyncio.timeout(self.download_timeout):
+                data = await asyncio.to_thread(_decode_fits, blob.data)
         except TimeoutError as exc:
             raise DeviceError(f"{self.label}: decoding the frame took too long") from exc
         except (OSError, ValueError, TypeError) as exc:

@@ -325,7 +325,8 @@ class IndiServer:
 
     async def _thread(self, fn: Callable[[], Any], what: str, time_limit: float) -> Any:
         try:
-            return await asyncio.wait_for(asyncio.to_thread(fn), time_limit)
+            async with asyncio.timeout(time_limit):
+                return await asyncio.to_thread(fn)
         except TimeoutError as exc:
             raise DeviceTimeout(
                 f"indiserver {self.address}: {what}: no answer within {time_limit:g} s"
