@@ -14,6 +14,8 @@ most specific class here, so callers handle *our* errors and never a library's::
     │   └── GuiderConnectionError the event-server connection dropped or cannot be opened
     ├── StackingError             a frame could not be calibrated, registered or accumulated
     │   └── RegistrationError     a frame's stars could not be matched to the reference
+    ├── SolveError                a frame could not be plate-solved (no match, time limit)
+    │   └── SolverMissing         solve-field or its index files are not installed
     ├── RunAborted                an abort was requested (RPC, CLI, signal, unsafe weather)
     └── RunLockedError            another run holds the data directory
 """
@@ -67,6 +69,14 @@ class StackingError(NightrunnerError):
 
 class RegistrationError(StackingError):
     """A frame's stars could not be matched to the reference (too few, clouds, other field)."""
+
+
+class SolveError(NightrunnerError):
+    """A frame could not be plate-solved (no match, the time limit ran out, solver failed)."""
+
+
+class SolverMissing(SolveError):
+    """The plate solver (astrometry.net's solve-field) or its index files are not installed."""
 
 
 class RunAborted(NightrunnerError):
