@@ -8,7 +8,8 @@ most specific class here, so callers handle *our* errors and never a library's::
     ├── DeviceError               a device operation failed
     │   ├── DeviceTimeout         it did not finish within its timeout
     │   ├── DeviceDisconnected    the device is gone (connection lost, not connected)
-    │   └── DeviceBusy            it is doing something else (exposure in progress, moving)
+    │   ├── DeviceBusy            it is doing something else (exposure in progress, moving)
+    │   └── CentringFailed        plate-solved centring did not converge in its attempts
     ├── GuiderError               PHD2 (or the simulated guider) refused or failed
     │   ├── SettleFailed          settling did not complete (timeout, star lost, stopped)
     │   └── GuiderConnectionError the event-server connection dropped or cannot be opened
@@ -49,6 +50,10 @@ class DeviceDisconnected(DeviceError):
 
 class DeviceBusy(DeviceError):
     """The device is busy with another operation."""
+
+
+class CentringFailed(DeviceError):
+    """Slew-and-centre ran out of attempts (a device error, so the step's policy applies)."""
 
 
 class GuiderError(NightrunnerError):

@@ -33,8 +33,8 @@ def hints_from_header(header: fits.Header, radius_deg: float = HEADER_RADIUS_DEG
     width = int(header.get("NAXIS1", 0))
     return SolveHints(
         scale_arcsec=scale,
-        ra=float(ra) if has_pos else None,  # type: ignore[arg-type]
-        dec=float(dec) if has_pos else None,  # type: ignore[arg-type]
+        ra=float(ra) if has_pos else None,
+        dec=float(dec) if has_pos else None,
         radius_deg=radius_deg,
         downsample=2 if width >= 1000 else 1,
     )
