@@ -43,7 +43,7 @@ class MountMixin(CentreMixin):
         await actions.slew(s.mount, s.clock, ra, dec, eq.mount.slew_timeout if eq.mount else 300)
         if eq.mount is not None:
             await s.clock.sleep(eq.mount.settle_time)
-        centring = step.slew.centring
+        centring = step.slew.center
         if centring is not None:
             name = scope.target.target.name if scope.target is not None else "slew"
             await self._centre(ra, dec, centring, name)

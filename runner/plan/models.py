@@ -282,17 +282,22 @@ class CenterArgs(Model):
 class SlewArgs(Model):
     ra: RA | None = Field(None, description="Default: the current target's RA.")
     dec: Dec | None = Field(None, description="Default: the current target's Dec.")
-    center: bool | CenterArgs = Field(
-        False, description="Plate-solve and correct until centred: `true` (the defaults) or "
-        "`{tolerance, attempts, exposure, solve_timeout}`; needs astrometry.net."
+    center: CenterArgs | None = Field(
+        None, description="Plate-solve and correct until centred: `true` (the defaults) or "
+        "`{tolerance, attempts, exposure, solve_timeout}`; needs astrometry.net.",
+        json_schema_extra=lambda schema: schema["anyOf"].insert(0, {"type": "boolean"}),
     )
 
-    @property
-    def centring(self) -> CenterArgs | None:
-        """The centring options, or None for a plain slew."""
-        if isinstance(self.center, CenterArgs):
-            return self.center
-        return CenterArgs() if self.center else None
+    @field_validator("center", mode="before")
+    @classmethod
+    def _center_flag(cls, value: Any) -> Any:
+        # `center: true` is the defaults, `false` a plain slew: one model either way, so a
+        # wrong option is reported once, at its own line (not also as "not a boolean")
+        if value is True:
+            return {}
+        if value is False:
+            return None
+        return value
 
 
 class CalibrationArgs(Model):
