@@ -256,6 +256,13 @@ class WaitArgs(Model):
         return self
 
 
+def _boolean_too(schema: dict[str, Any]) -> None:
+    """The schema of an option that also takes `true`/`false` (editors must accept both)."""
+    options = schema.get("anyOf")
+    if isinstance(options, list):
+        options.insert(0, {"type": "boolean"})
+
+
 class CenterArgs(Model):
     """Plate-solved centring after the slew (N.I.N.A.'s "slew and center"): expose, solve,
     sync the mount (or re-slew by the offset), until the field centre is within ``tolerance``
@@ -285,7 +292,7 @@ class SlewArgs(Model):
     center: CenterArgs | None = Field(
         None, description="Plate-solve and correct until centred: `true` (the defaults) or "
         "`{tolerance, attempts, exposure, solve_timeout}`; needs astrometry.net.",
-        json_schema_extra=lambda schema: schema["anyOf"].insert(0, {"type": "boolean"}),
+        json_schema_extra=_boolean_too,
     )
 
     @field_validator("center", mode="before")
