@@ -39,6 +39,10 @@ FAINT_MAG = 16.0
 #: in the frame are real ones, as the solver expects.
 FILLER_BRIGHTEST_MAG = 12.5
 
+#: Stars brighter than this are drawn as bright as this: a star's stamp ends at 4 HFR, and a
+#: brighter one would be a saturated square there, which source extraction breaks into bits.
+BRIGHTEST_MAG = 8.0
+
 _lock = threading.Lock()
 
 

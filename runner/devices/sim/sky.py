@@ -171,11 +171,16 @@ def catalogue_field(
     sky's flux scale, plus synthetic stars fainter than the catalogue as filler (so that
     autofocus and registration find as many stars as on the synthetic sky, while the bright
     stars — those a plate solver uses — are all real)."""
-    from runner.devices.sim.catalogue import FAINT_MAG, FILLER_BRIGHTEST_MAG, load_catalogue
+    from runner.devices.sim.catalogue import (
+        BRIGHTEST_MAG,
+        FAINT_MAG,
+        FILLER_BRIGHTEST_MAG,
+        load_catalogue,
+    )
 
     radius_deg = radius_px * math.sqrt(2.0) * scale_arcsec / 3600.0
     ra, dec, mag = load_catalogue().around(ra0, dec0, radius_deg)
-    flux = FAINT_FLUX * 10.0 ** (-0.4 * (mag - FAINT_MAG))
+    flux = FAINT_FLUX * 10.0 ** (-0.4 * (np.maximum(mag, BRIGHTEST_MAG) - FAINT_MAG))
     real = project_stars(ra, dec, flux, np.full(ra.shape, 0.1), ra0, dec0, scale_arcsec,
                          radius_px)
     filler = field_stars(seed, density, ra0, dec0, scale_arcsec, radius_px)
