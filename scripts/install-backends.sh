@@ -36,6 +36,8 @@ apt_install() {
 
 apt_install chromium indi-bin libdbus-1-dev libglib2.0-dev pkg-config siril \
   astrometry.net astrometry-data-tycho2-07 astrometry-data-tycho2-08
+# smaller quads from the same Tycho-2 stars, for 33′ fields (docs/solving.md); once per machine
+bash scripts/build-solve-index.sh
 
 [ -x .venv/bin/python ] || bash scripts/setup.sh
 PY=.venv/bin/python

@@ -28,6 +28,10 @@ from runner.errors import SolveError, SolverMissing
 
 #: Where Debian's astrometry-data-* packages put the index files.
 DEFAULT_INDEX_DIR = Path(os.environ.get("NIGHTRUNNER_ASTROMETRY_INDEX", "/usr/share/astrometry"))
+#: Smaller-quad indexes built from the same Tycho-2 stars by scripts/build-solve-index.sh
+#: (Debian packages none below 22′ quads, and a 33′ field holds few of those); used when present.
+BUILT_INDEX_DIR = Path(os.environ.get("NIGHTRUNNER_SOLVE_INDEX_DIR",
+                                      "/var/lib/nightrunner/astrometry"))
 #: The brightest sources handed to the matcher (a 33′ field has 10–20 catalogue stars).
 MAX_SOURCES = 60
 #: How far the true image scale may be from the one computed from the optics.
@@ -57,9 +61,14 @@ def find_solver(executable: str = "solve-field") -> str:
     return found
 
 
-def index_files(index_dir: Path = DEFAULT_INDEX_DIR) -> list[Path]:
-    """The index files the solver will use; :class:`SolverMissing` when there are none."""
+def index_files(
+    index_dir: Path = DEFAULT_INDEX_DIR, built: Path | None = BUILT_INDEX_DIR
+) -> list[Path]:
+    """The index files the solver will use (``index_dir``'s, then the built ones);
+    :class:`SolverMissing` when ``index_dir`` holds none."""
     files = sorted(index_dir.glob("index-*.fits")) if index_dir.is_dir() else []
+    if files and built is not None and built.is_dir() and built.resolve() != index_dir.resolve():
+        files += sorted(built.glob("index-*.fits"))
     if not files:
         raise SolverMissing(
             f"no astrometry.net index files (index-*.fits) in {index_dir}: install "
@@ -105,13 +114,14 @@ class RawSolution:
 async def solve_fits(
     image: Path, hints: SolveHints, timeout: float = 30.0, *,
     index_dir: Path = DEFAULT_INDEX_DIR, executable: str = "solve-field",
+    built: Path | None = BUILT_INDEX_DIR,
 ) -> RawSolution:
     """Solve one FITS image; :class:`SolveError` when it does not solve within ``timeout``.
 
     The process (group) is killed on timeout and on cancellation, and its directory removed.
     """
     solver = find_solver(executable)
-    indexes = index_files(index_dir)
+    indexes = index_files(index_dir, built)
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="nightrunner-solve-") as tmp:
         out = Path(tmp)

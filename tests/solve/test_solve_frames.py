@@ -69,7 +69,7 @@ def test_the_time_limit_kills_the_solver(tmp_path: Path) -> None:
 
 
 def test_missing_solver_or_index_files_are_named(tmp_path: Path) -> None:
-    with pytest.raises(SolverMissing, match="apt-get install astrometry.net"):
+    with pytest.raises(SolverMissing, match=r"apt-get install astrometry\.net"):
         find_solver("no-such-solve-field")
     with pytest.raises(SolverMissing, match="astrometry-data-tycho2-07"):
         index_files(tmp_path)
