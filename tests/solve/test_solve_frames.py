@@ -57,15 +57,26 @@ def test_solve_hints_come_from_the_header_and_a_blind_solve_needs_none(tmp_path:
     assert separation_arcsec(sol.ra, sol.dec, *truth) < 15
 
 
-def test_the_time_limit_kills_the_solver(tmp_path: Path) -> None:
-    eq = equipment()
+def _unsolvable(tmp_path: Path) -> Path:
+    """A frame of the synthetic sky: no catalogue matches it, so a blind solve (no hints)
+    searches every index at every scale until its limit."""
+    base = equipment()
+    eq = base.model_copy(update={
+        "simulation": base.simulation.model_copy(update={"sky": "synthetic"})})
     path, _, _ = write_frame(tmp_path / "f.fits", eq, 150.0, 55.0)
-    # a scale no index covers and no position: the solver would search for its full cpulimit
-    hints = SolveHints(scale_arcsec=0.2)
+    return path
+
+
+def test_the_time_limit_kills_the_solver(tmp_path: Path) -> None:
+    import subprocess
+
+    path = _unsolvable(tmp_path)
     t0 = time.monotonic()
-    with pytest.raises(SolveError):
-        asyncio.run(solve_path(path, hints, timeout=2.0))
+    with pytest.raises(SolveError, match="no solution within 3 s"):
+        asyncio.run(solve_path(path, SolveHints(), timeout=3.0))
     assert time.monotonic() - t0 < 6.0
+    left = subprocess.run(["pgrep", "-f", str(path)], capture_output=True, text=True)
+    assert left.stdout.strip() == ""
 
 
 def test_missing_solver_or_index_files_are_named(tmp_path: Path) -> None:
@@ -102,3 +113,24 @@ def test_nightrunner_solve_fails_clearly_on_an_unsolvable_file(tmp_path: Path) -
     out = CliRunner().invoke(app, ["solve", str(blank), "--timeout", "10"])
     assert out.exit_code == 2
     assert "error:" in out.output and "no solution" in out.output
+
+
+def test_cancelling_a_solve_kills_the_solver_and_its_engine(tmp_path: Path) -> None:
+    import subprocess
+
+    path = _unsolvable(tmp_path)
+
+    async def cancel_soon() -> None:
+        task = asyncio.create_task(solve_path(path, SolveHints(), timeout=60))
+        await asyncio.sleep(1.5)
+        running = subprocess.run(["pgrep", "-f", str(path)], capture_output=True, text=True)
+        assert running.stdout.strip(), "solve-field should be running by now"
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    t0 = time.monotonic()
+    asyncio.run(cancel_soon())
+    assert time.monotonic() - t0 < 5
+    left = subprocess.run(["pgrep", "-f", str(path)], capture_output=True, text=True)
+    assert left.stdout.strip() == ""  # solve-field and astrometry-engine are gone
