@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Builds astrometry.net index files with smaller quads (8′–22′) from the Tycho-2 stars of
+# Builds an astrometry.net index file with smaller quads (11′–16′) from the Tycho-2 stars of
 # Debian's astrometry-data-tycho2-07, idempotently, into /var/lib/nightrunner/astrometry
 # (or $NIGHTRUNNER_SOLVE_INDEX_DIR).
 #
 # Why: Debian packages Tycho-2 indexes only from 22′ quads up. A quad must lie wholly inside
 # the image, and a 33′×25′ field (the simulator's, a small refractor's) holds few quads of
-# 22′–30′: on 20 random pointings only 55 % solved. Quads of 8′–11′, 11′–16′ and 16′–22′ built
-# from the same stars (build-astrometry-index -1 shares the star tree) raise that to what the
-# stars allow. About 2.5 minutes per file on one core, ~120 MB each; a second run only checks.
+# 22′–30′: on 20 random pointings (benchmarks/bench_solve.py) 11 solved. Quads of 11′–16′ built
+# from the same stars (build-astrometry-index -1 shares the star tree) made it 15; quads of
+# 16′–22′ added none (the fields left have 4–7 Tycho-2 stars). About 2.5 minutes on one core,
+# 120 MB; a second run only checks.
 # Usage: bash scripts/build-solve-index.sh
 set -euo pipefail
 src=${NIGHTRUNNER_ASTROMETRY_INDEX:-/usr/share/astrometry}/index-tycho2-07.littleendian.fits
@@ -17,7 +18,7 @@ if [ ! -f "$src" ]; then
   exit 1
 fi
 mkdir -p "$out"
-for preset in 5 6 7; do
+for preset in 6; do
   dest="$out/index-nightrunner-0$preset.fits"
   [ -s "$dest" ] && continue
   echo "build-solve-index: $dest"
