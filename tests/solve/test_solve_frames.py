@@ -123,7 +123,8 @@ def test_cancelling_a_solve_kills_the_solver_and_its_engine(tmp_path: Path) -> N
     async def cancel_soon() -> None:
         task = asyncio.create_task(solve_path(path, SolveHints(), timeout=60))
         await asyncio.sleep(1.5)
-        running = subprocess.run(["pgrep", "-f", str(path)], capture_output=True, text=True)
+        running = await asyncio.to_thread(
+            subprocess.run, ["pgrep", "-f", str(path)], capture_output=True, text=True)
         assert running.stdout.strip(), "solve-field should be running by now"
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
