@@ -69,3 +69,19 @@ def test_a_wrong_center_option_is_reported_at_its_line_and_column(
     assert len(diags) == 1, diags  # reported once, not also as "not a boolean"
     assert diags[0].startswith(f"{path}:9:{line.index(at) + 1}: error: "), diags
     assert message in diags[0], diags
+
+
+@pytest.mark.parametrize(("sky", "warned"), [("synthetic", True), ("catalogue", False)])
+def test_centring_on_the_synthetic_sky_is_warned_about(
+    write_plan: Callable[..., Path], sky: str, warned: bool
+) -> None:
+    write_plan(f"name: sim\nmount: {{backend: simulator}}\nsimulation: {{sky: {sky}}}\n",
+               "eq.yaml")
+    path = write_plan(PLAN.format(center="true").replace(
+        "targets:", "equipment: eq.yaml\ntargets:"))
+    result = load_plan(path)
+    assert result.ok, [d.format() for d in result.diagnostics]
+    warnings = [d.format() for d in result.diagnostics if "synthetic sky" in d.format()]
+    assert bool(warnings) is warned, warnings
+    if warned:  # at the option, in the plan
+        assert warnings[0].startswith(f"{path}:10:") and ": warning: " in warnings[0]
