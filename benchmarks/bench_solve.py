@@ -4,9 +4,10 @@ the Tycho-2 index covers (all of it), each with a random pointing error of up to
 Bars (issue 14): median solve time ≤ 5 s on this machine, ≥ 95 % of the pointings solved to
 within 30″ of where the simulated telescope really points. Frame rendering is not timed; the
 solve is timed as the engine runs it (``solve_path``: write nothing, run solve-field with the
-hints, read the WCS). Prints figures; exits 1 when a bar is missed.
+hints, read the WCS). Prints figures and whether each bar is met; ``--strict`` exits 1 when
+one is missed (``make bench`` runs it without, so the benchmarks after it still run).
 
-Run: ``.venv/bin/python benchmarks/bench_solve.py [--n 20] [--seed 1]``
+Run: ``.venv/bin/python benchmarks/bench_solve.py [--n 20] [--seed 1] [--strict]``
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=20)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--strict", action="store_true", help="exit 1 when a bar is missed")
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
     times: list[float] = []
@@ -68,7 +70,10 @@ def main() -> int:
     print(f"solve: median {median:.2f} s (bar ≤ {MEDIAN_BAR_S:g} s), max {max(times):.2f} s, "
           f"success {ok}/{args.n} = {rate:.0%} (bar ≥ {SUCCESS_BAR:.0%}); load average {load:.1f}"
           f" on {os.cpu_count()} cores")
-    return 0 if median <= MEDIAN_BAR_S and rate >= SUCCESS_BAR else 1
+    met = median <= MEDIAN_BAR_S and rate >= SUCCESS_BAR
+    print(f"bars: median {'met' if median <= MEDIAN_BAR_S else 'MISSED'}, success "
+          f"{'met' if rate >= SUCCESS_BAR else 'MISSED'}")
+    return 0 if met or not args.strict else 1
 
 
 if __name__ == "__main__":
