@@ -389,6 +389,10 @@ from runner.restack.cli import register as _register_restack  # noqa: E402
 
 _register_restack(app)
 
+from runner.solve.cli import register as _register_solve  # noqa: E402
+
+_register_solve(app)
+
 
 def _project_root() -> Path:
     here = Path(__file__).resolve().parent.parent

@@ -8,12 +8,15 @@ most specific class here, so callers handle *our* errors and never a library's::
     ├── DeviceError               a device operation failed
     │   ├── DeviceTimeout         it did not finish within its timeout
     │   ├── DeviceDisconnected    the device is gone (connection lost, not connected)
-    │   └── DeviceBusy            it is doing something else (exposure in progress, moving)
+    │   ├── DeviceBusy            it is doing something else (exposure in progress, moving)
+    │   └── CentringFailed        plate-solved centring did not converge in its attempts
     ├── GuiderError               PHD2 (or the simulated guider) refused or failed
     │   ├── SettleFailed          settling did not complete (timeout, star lost, stopped)
     │   └── GuiderConnectionError the event-server connection dropped or cannot be opened
     ├── StackingError             a frame could not be calibrated, registered or accumulated
     │   └── RegistrationError     a frame's stars could not be matched to the reference
+    ├── SolveError                a frame could not be plate-solved (no match, time limit)
+    │   └── SolverMissing         solve-field or its index files are not installed
     ├── RunAborted                an abort was requested (RPC, CLI, signal, unsafe weather)
     └── RunLockedError            another run holds the data directory
 """
@@ -49,6 +52,10 @@ class DeviceBusy(DeviceError):
     """The device is busy with another operation."""
 
 
+class CentringFailed(DeviceError):
+    """Slew-and-centre ran out of attempts (a device error, so the step's policy applies)."""
+
+
 class GuiderError(NightrunnerError):
     """The guider refused a request or failed."""
 
@@ -67,6 +74,14 @@ class StackingError(NightrunnerError):
 
 class RegistrationError(StackingError):
     """A frame's stars could not be matched to the reference (too few, clouds, other field)."""
+
+
+class SolveError(NightrunnerError):
+    """A frame could not be plate-solved (no match, the time limit ran out, solver failed)."""
+
+
+class SolverMissing(SolveError):
+    """The plate solver (astrometry.net's solve-field) or its index files are not installed."""
 
 
 class RunAborted(NightrunnerError):

@@ -5,7 +5,10 @@
 #           browsers are never downloaded), indi-bin (indiserver + simulator drivers), and the
 #           headers pip needs to build
 #           dbus-python, a declared dependency of pyindi-client (libdbus-1-dev, libglib2.0-dev,
-#           pkg-config), and siril (tests/stacking check that siril-cli loads our FITS stacks). Only missing packages are installed (needs root then).
+#           pkg-config), siril (tests/stacking check that siril-cli loads our FITS stacks), and
+#           astrometry.net with the Tycho-2 index files for 22′–44′ fields (plate solving and
+#           the simulator's real sky: tests/solve). Only missing packages are installed (needs
+#           root then).
 #   .venv:  the project with its `dev` extra (alpyca, alpaca-simulators) and `indi` extra
 #           (pyindi-client). If pyindi-client has no wheel for this platform, pip compiles it:
 #           the script then adds libindi-dev, swig, libcfitsio-dev, zlib1g-dev, libnova-dev and
@@ -31,7 +34,10 @@ apt_install() {
     >/dev/null
 }
 
-apt_install chromium indi-bin libdbus-1-dev libglib2.0-dev pkg-config siril
+apt_install chromium indi-bin libdbus-1-dev libglib2.0-dev pkg-config siril \
+  astrometry.net astrometry-data-tycho2-07 astrometry-data-tycho2-08
+# smaller quads from the same Tycho-2 stars, for 33′ fields (docs/solving.md); once per machine
+bash scripts/build-solve-index.sh
 
 [ -x .venv/bin/python ] || bash scripts/setup.sh
 PY=.venv/bin/python

@@ -287,6 +287,16 @@ class Mount(Device):
     async def side_of_pier(self) -> PierSide: ...
 
 
+class MountSync(abc.ABC):
+    """A mount that can be told where it really points (ASCOM SyncToCoordinates, INDI
+    ON_COORD_SET=SYNC): the capability plate-solved centring uses to correct the mount's
+    model; a mount without it is re-slewed by the measured offset instead."""
+
+    @abc.abstractmethod
+    async def sync_to(self, ra_deg: float, dec_deg: float) -> None:
+        """The telescope points at (ra_deg, dec_deg), J2000: adopt that as the position."""
+
+
 class SafetyMonitor(Device):
     @abc.abstractmethod
     async def is_safe(self) -> bool: ...

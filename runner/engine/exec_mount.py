@@ -6,7 +6,7 @@ import logging
 
 from runner.engine import actions
 from runner.engine.compiler import CompiledTarget
-from runner.engine.exec_focus import FocusMixin
+from runner.engine.exec_centre import CentreMixin
 from runner.engine.exec_types import (
     Scope,
 )
@@ -23,8 +23,8 @@ log = logging.getLogger("nightrunner.engine")
 SIDEREAL_SECONDS = 86_164.0905 / 86_400.0
 
 
-class MountMixin(FocusMixin):
-    """Slews and flips."""
+class MountMixin(CentreMixin):
+    """Slews (centred on request) and flips."""
 
     async def _slew(self, step: SlewStep, scope: Scope) -> None:
         s = self.s
@@ -43,6 +43,10 @@ class MountMixin(FocusMixin):
         await actions.slew(s.mount, s.clock, ra, dec, eq.mount.slew_timeout if eq.mount else 300)
         if eq.mount is not None:
             await s.clock.sleep(eq.mount.settle_time)
+        centring = step.slew.center
+        if centring is not None:
+            name = scope.target.target.name if scope.target is not None else "slew"
+            await self._centre(ra, dec, centring, name)
         self.bus.emit("slewed", ra=ra, dec=dec)
         if was_guiding:
             await self._start_guiding(None, False)

@@ -127,6 +127,9 @@ class PolicyMixin(FramesMixin):
             return (eq.filter_wheel.change_time * 4 + 30) if eq.filter_wheel else 60
         if isinstance(step, FocusStep) and step.focus.auto is None:
             return eq.focuser.move_timeout if eq.focuser else 120
+        if isinstance(step, SlewStep) and step.slew.center is not None:
+            return (eq.mount.slew_timeout if eq.mount else 300) + self._centring_budget(
+                step.slew.center)
         if isinstance(step, SlewStep | ParkStep):
             return eq.mount.slew_timeout if eq.mount else 300
         if isinstance(step, GuideStep):

@@ -78,6 +78,16 @@ class Stacking(Protocol):
         complete, and applied to the lights after it."""
 
 
+class FrameSolver(Protocol):
+    """``runner.solve.frames.FrameSolver``: a frame written, solved and given a WCS."""
+
+    def scale_arcsec(self, binning: int) -> float: ...
+
+    async def solve(
+        self, frame: Frame, name: str, hints: Any, timeout: float
+    ) -> tuple[Any, Path]: ...
+
+
 class Autofocuser(Protocol):
     async def __call__(self, settings: FocusAuto, filter_name: str | None) -> dict[str, Any]: ...
 
@@ -99,6 +109,9 @@ class Services:
     stacking: Stacking | None = None
     site_tz: tzinfo | None = None
     filter_slots: dict[str, int] = field(default_factory=dict)
+    #: None: frames are not plate-solved (dry runs, the estimate: nominal frames have no
+    #: stars); centring then costs one attempt's time (``runner/engine/exec_centre.py``)
+    solver: FrameSolver | None = None
 
 
 # ----------------------------------------------------------------------------- control flow

@@ -13,7 +13,7 @@ PLAIN_EVENTS = {
     "phase", "target_start", "target_end", "target_skipped", "frame", "dithered", "autofocus",
     "error", "warning", "retry", "policy", "waiting", "loop_end", "loop_zero_iterations",
     "guiding", "temperature", "slewed", "parked", "abort", "run_end", "trigger", "paused",
-    "resumed", "reconnected", "calibration_set", "stack_dropped", "resume",
+    "resumed", "reconnected", "calibration_set", "stack_dropped", "resume", "centring",
 }
 
 
@@ -37,6 +37,12 @@ def _describe(e: dict[str, Any]) -> str:
         return f"resuming run {e.get('run')}: {e.get('frames')} frames already taken{removed}"
     if ev == "slewed" and e.get("ra") is not None and e.get("dec") is not None:
         return f"slewed to RA {_hms(float(e['ra']))} Dec {_dms(float(e['dec']))}"
+    if ev == "centring":
+        where = ""
+        if e.get("ra") is not None and e.get("dec") is not None:
+            where = f" at RA {_hms(float(e['ra']))} Dec {_dms(float(e['dec']))}"
+        off = f", {float(e['error_arcsec']):.1f}″ off" if e.get("error_arcsec") is not None else ""
+        return f"centring attempt {e.get('attempt')}{where}{off} → {e.get('action')}"
     if ev == "autofocus":
         best = e.get("best_position", e.get("position"))
         value = e.get("hfr", e.get("final_hfr"))

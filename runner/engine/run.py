@@ -525,6 +525,13 @@ class Run:
                 stack.push_async_callback(stacking.close)
             from runner.stacking.detect import measure_hfr
 
+            solver = None
+            if not self.opt.dry_run:  # a dry run's slews centre nominally (no solver)
+                from runner.solve.frames import FrameSolver
+
+                solver = FrameSolver(data / "solve", focal_length=eq.focal_length,
+                                     pixel_size=eq.camera.pixel_size,
+                                     instrument=eq.camera.name, telescope=eq.telescope)
             services = Services(
                 clock=self.clock,
                 camera=devices.camera,
@@ -540,6 +547,7 @@ class Run:
                 stacking=stacking,
                 site_tz=tz,
                 filter_slots=slots,
+                solver=solver,
             )
             yield services
         finally:

@@ -225,6 +225,18 @@ class Fault(Model):
         return value
 
 
+class PointingError(Model):
+    """How far from the commanded coordinates the simulated telescope really points: a mount
+    that was never aligned. The mount reports the coordinates it was sent to; the camera sees
+    the sky this far away, until a sync (plate-solved centring) teaches the mount the truth."""
+
+    arcmin: float = Field(..., ge=0, le=600, description="Size of the error, arcmin.")
+    angle: float = Field(
+        45.0, ge=0, lt=360, description="Direction of the true pointing from the commanded "
+        "one, degrees east of north."
+    )
+
+
 class Simulation(Model):
     seed: int = Field(42, description="Random seed: simulator output is deterministic.")
     speed: float = Field(1.0, gt=0, description="Default time acceleration (--speed wins).")
@@ -237,6 +249,14 @@ class Simulation(Model):
         8.0, ge=0, description="Sky background, electrons per pixel per second."
     )
     tracking_drift: float = Field(0.05, ge=0, description="Unguided drift, px per s.")
+    sky: Literal["synthetic", "catalogue"] = Field(
+        "synthetic", description="synthetic: seeded random stars; catalogue: the real sky "
+        "(Tycho-2 stars from astrometry.net's index files, plus `stars` fainter synthetic "
+        "ones), so frames plate-solve to where the telescope points."
+    )
+    pointing_error: PointingError | None = Field(
+        None, description="The simulated mount's pointing error (default: none)."
+    )
     faults: list[Fault] = Field(default_factory=list)
 
 

@@ -256,21 +256,54 @@ class WaitArgs(Model):
         return self
 
 
+def _boolean_too(schema: dict[str, Any]) -> None:
+    """The schema of an option that also takes `true`/`false` (editors must accept both)."""
+    options = schema.get("anyOf")
+    if isinstance(options, list):
+        options.insert(0, {"type": "boolean"})
+
+
+class CenterArgs(Model):
+    """Plate-solved centring after the slew (N.I.N.A.'s "slew and center"): expose, solve,
+    sync the mount (or re-slew by the offset), until the field centre is within ``tolerance``
+    of the coordinates; the step fails when ``attempts`` run out."""
+
+    tolerance: float = Field(
+        30.0, gt=0, le=3600, description="Largest accepted distance of the solved field centre "
+        "from the coordinates, arcsec."
+    )
+    attempts: int = Field(5, ge=1, le=20, description="Solves before the step fails.")
+    exposure: Duration = Field(5.0, description="Exposure of each centring frame, s.")
+    solve_timeout: Duration = Field(
+        30.0, description="Time limit of one plate solve, s (the solver is then killed)."
+    )
+
+    @field_validator("exposure", "solve_timeout")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be more than 0 s")
+        return value
+
+
 class SlewArgs(Model):
     ra: RA | None = Field(None, description="Default: the current target's RA.")
     dec: Dec | None = Field(None, description="Default: the current target's Dec.")
-    center: bool = Field(
-        False, description="Plate-solve and re-slew until centred — not implemented yet: "
-        "`true` is rejected."
+    center: CenterArgs | None = Field(
+        None, description="Plate-solve and correct until centred: `true` (the defaults) or "
+        "`{tolerance, attempts, exposure, solve_timeout}`; needs astrometry.net.",
+        json_schema_extra=_boolean_too,
     )
 
-    @field_validator("center")
+    @field_validator("center", mode="before")
     @classmethod
-    def _no_centring(cls, value: bool) -> bool:
-        if value:
-            raise not_implemented("'center: true'",
-                                  "remove it: the slew goes to the coordinates as given",
-                                  "plate-solve centring is coming")
+    def _center_flag(cls, value: Any) -> Any:
+        # `center: true` is the defaults, `false` a plain slew: one model either way, so a
+        # wrong option is reported once, at its own line (not also as "not a boolean")
+        if value is True:
+            return {}
+        if value is False:
+            return None
         return value
 
 

@@ -202,6 +202,15 @@ def check_plan(plan: Plan, eq: Equipment, pos: Positions) -> list[Diagnostic]:
             ):
                 err((*path, "slew"), "slew without ra/dec goes to the current target; "
                     f"there is none in {path[0]}")
+            if (
+                isinstance(step, SlewStep)
+                and step.slew.center is not None
+                and cam.backend == "simulator"
+                and eq.simulation.sky != "catalogue"
+            ):
+                warn((*path, "slew", "center"), "the simulated camera draws a synthetic sky, "
+                     "which no plate solver can solve: centring will fail; set "
+                     "'simulation: {sky: catalogue}' in the equipment profile")
         elif isinstance(step, GuideStep | DitherStep):
             if eq.guider is None:
                 err(path, f"{kind} step, but equipment '{eq.name}' has no guider")

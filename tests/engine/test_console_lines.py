@@ -54,6 +54,15 @@ def test_a_resume_is_announced_with_the_files_it_removed() -> None:
                     "unjournalled file: M81/L/M81_L_30s_0009.fits")
 
 
+def test_each_centring_attempt_is_a_line_with_where_it_landed_and_what_was_done() -> None:
+    assert _describe({"event": "centring", "attempt": 1, "ra": 10.8, "dec": 41.4,
+                      "error_arcsec": 600.84, "action": "sync"}) == (
+        "centring attempt 1 at RA 00h43m12s Dec +41°24′00″, 600.8″ off → sync")
+    assert _describe({"event": "centring", "attempt": 2, "ra": None, "dec": None,
+                      "error_arcsec": None, "action": "unsolved"}) == (
+        "centring attempt 2 → unsolved")
+
+
 def test_console_lines_speak_site_time_and_sexagesimal_coordinates() -> None:
     import io
     from zoneinfo import ZoneInfo

@@ -63,6 +63,7 @@ EXEC_FOCUS = "runner/engine/exec_focus.py"
 EXEC_GAPS = "runner/engine/exec_gaps.py"
 EXEC_MOUNT = "runner/engine/exec_mount.py"
 EXEC_CORE = "runner/engine/exec_core.py"
+EXEC_CENTRE = "runner/engine/exec_centre.py"
 NOMINAL = "runner/devices/sim/nominal.py"
 NOT_YET = "is not implemented yet"
 NOTIFY = "runner/notify/notifier.py"
@@ -164,7 +165,11 @@ AUDIT: dict[str, Used | Rejected] = {
     "SlewStep.slew": Used(EXEC_MOUNT, "step.slew"),
     "SlewArgs.ra": Used(EXEC_MOUNT, "step.slew.ra"),
     "SlewArgs.dec": Used(EXEC_MOUNT, "step.slew.dec"),
-    "SlewArgs.center": Rejected("step", "slew: {center: true}", "plate-solve centring is coming"),
+    "SlewArgs.center": Used(EXEC_MOUNT, "step.slew.center"),
+    "CenterArgs.tolerance": Used(EXEC_CENTRE, "error <= c.tolerance"),
+    "CenterArgs.attempts": Used(EXEC_CENTRE, "range(1, c.attempts + 1)"),
+    "CenterArgs.exposure": Used(EXEC_CENTRE, "c.exposure, \"light\", timeout"),
+    "CenterArgs.solve_timeout": Used(EXEC_CENTRE, "c.solve_timeout)"),
     "ParkStep.park": Used(EXEC_POLICY, "actions.park("),
     "StackStep.stack": Used(EXEC_POLICY, "step.stack"),
     "CalibrationStep.calibration": Used(EXEC_FRAMES, "step.calibration"),
@@ -305,6 +310,10 @@ AUDIT: dict[str, Used | Rejected] = {
     "Simulation.sky_background": Used(SIMCAM, "sim.sky_background"),
     "Simulation.tracking_drift": Used(WORLD, "simulation.tracking_drift"),
     "Simulation.faults": Used(WORLD, "simulation.faults"),
+    "Simulation.sky": Used(SIMCAM, 'sim.sky == "catalogue"'),
+    "Simulation.pointing_error": Used(WORLD, "self.profile.simulation.pointing_error"),
+    "PointingError.arcmin": Used(WORLD, "pe.arcmin * 60.0"),
+    "PointingError.angle": Used(WORLD, "math.radians(pe.angle)"),
     "Fault.kind": Used(WORLD, "f.kind != kind"),
     "Fault.at_frame": Used(WORLD, "f.at_frame"),
     "Fault.at_time": Used(WORLD, "f.at_time"),

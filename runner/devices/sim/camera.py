@@ -1,4 +1,4 @@
-"""The simulated camera: seed 003's non-blocking exposure cycle over a synthetic sky.
+"""The simulated camera: seed 003's non-blocking exposure cycle over a synthetic or real sky.
 
 ``start_exposure`` returns at once; a task owned by the camera waits the exposure time on the
 engine clock, snapshots the world (pointing, dither/drift offset, focuser, filter, sensor
@@ -17,7 +17,7 @@ from datetime import datetime
 
 from runner.devices.interfaces import Camera, CameraInfo, ExposureState, Frame, RoiBox
 from runner.devices.sim.sensor import FLAT_PANEL_RATE, Exposure, Sensor, StarsOnSensor, egain_at
-from runner.devices.sim.sky import FieldStars, field_stars, filter_throughput
+from runner.devices.sim.sky import FieldStars, catalogue_field, field_stars, filter_throughput
 from runner.devices.sim.world import SimWorld
 from runner.errors import DeviceBusy, DeviceDisconnected, DeviceError
 from runner.plan.equipment import CameraProfile
@@ -60,6 +60,10 @@ class SimCamera(Camera):
     # ---------------------------------------------------------------- lifecycle
 
     async def connect(self) -> None:
+        if self.world.profile.simulation.sky == "catalogue":
+            from runner.devices.sim.catalogue import load_catalogue
+
+            await asyncio.to_thread(load_catalogue)  # ~1 s once per process: not on the loop
         self._connected = True
 
     async def disconnect(self) -> None:
@@ -262,7 +266,8 @@ class SimCamera(Camera):
         sim = self.world.profile.simulation
         scale = self.world.profile.pixel_scale
         fov_deg2 = (self.profile.width * scale / 3600) * (self.profile.height * scale / 3600)
-        field = field_stars(sim.seed, sim.stars / fov_deg2, ra, dec, scale, radius)
+        make = catalogue_field if sim.sky == "catalogue" else field_stars
+        field = make(sim.seed, sim.stars / fov_deg2, ra, dec, scale, radius)
         self._fields[key] = field
         while len(self._fields) > 4:
             self._fields.popitem(last=False)

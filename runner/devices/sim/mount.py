@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 
-from runner.devices.interfaces import Mount, PierSide
+from runner.devices.interfaces import Mount, MountSync, PierSide
 from runner.devices.sim.base import SimDevice
 from runner.devices.sim.world import SimWorld
 from runner.errors import DeviceBusy, DeviceError
@@ -25,7 +25,7 @@ def _ra_distance(a: float, b: float) -> float:
     return abs((b - a + 180.0) % 360.0 - 180.0)
 
 
-class SimMount(SimDevice, Mount):
+class SimMount(SimDevice, Mount, MountSync):
     kind = "mount"
 
     def __init__(self, world: SimWorld, profile: MountProfile | None = None) -> None:
@@ -83,7 +83,18 @@ class SimMount(SimDevice, Mount):
             raise DeviceError("mount is parked: unpark it before slewing")
         if not (math.isfinite(ra_deg) and -90.0 <= dec_deg <= 90.0):
             raise DeviceError(f"invalid coordinates RA {ra_deg}, Dec {dec_deg}")
-        self._begin_slew(ra_deg, dec_deg, "slew")
+        # the axes go where the mount's model says (ra, dec) is: off by its pointing error
+        self._begin_slew(*self.world.true_from_mount(ra_deg, dec_deg), "slew")
+
+    async def sync_to(self, ra_deg: float, dec_deg: float) -> None:
+        self._require()
+        if self._moving:
+            raise DeviceBusy("cannot sync while the mount is moving")
+        if self._parked:
+            raise DeviceError("mount is parked: unpark it before syncing")
+        if not (math.isfinite(ra_deg) and -90.0 <= dec_deg <= 90.0):
+            raise DeviceError(f"invalid coordinates RA {ra_deg}, Dec {dec_deg}")
+        self.world.sync_mount(ra_deg, dec_deg)
 
     async def is_slewing(self) -> bool:
         self._require()
@@ -102,8 +113,8 @@ class SimMount(SimDevice, Mount):
     async def coordinates(self) -> tuple[float, float]:
         self._require()
         if self._moving and self._slew is not None:
-            return self._interpolated()
-        return self.world.pointing()
+            return self.world.mount_from_true(*self._interpolated())
+        return self.world.mount_from_true(*self.world.pointing())
 
     async def set_tracking(self, on: bool) -> None:
         self._require()

@@ -141,7 +141,15 @@ def field_stars(
     dec = np.concatenate([p.dec for p in parts])
     flux = np.concatenate([p.flux for p in parts])
     colour = np.concatenate([p.colour for p in parts])
-    # Gnomonic projection about (ra0, dec0).
+    return project_stars(ra, dec, flux, colour, ra0, dec0, scale_arcsec, radius_px)
+
+
+def project_stars(
+    ra: F64, dec: F64, flux: F64, colour: F64,
+    ra0: float, dec0: float, scale_arcsec: float, radius_px: float,
+) -> FieldStars:
+    """Gnomonic (TAN) projection about (ra0, dec0) onto the sensor, stars within the box of
+    half-side ``radius_px``: the one projection of synthetic and catalogue stars alike."""
     a0, d0 = math.radians(ra0), math.radians(dec0)
     a, d = np.radians(ra), np.radians(dec)
     cos_c = math.sin(d0) * np.sin(d) + math.cos(d0) * np.cos(d) * np.cos(a - a0)
@@ -154,3 +162,31 @@ def field_stars(
     y = -eta * px_per_rad  # north up
     keep = front & (np.abs(x) <= radius_px) & (np.abs(y) <= radius_px)
     return FieldStars(x[keep], y[keep], flux[keep], colour[keep])
+
+
+def catalogue_field(
+    seed: int, density: float, ra0: float, dec0: float, scale_arcsec: float, radius_px: float,
+) -> FieldStars:
+    """The real sky: Tycho-2 stars (:mod:`runner.devices.sim.catalogue`) on the synthetic
+    sky's flux scale, plus synthetic stars fainter than the catalogue as filler (so that
+    autofocus and registration find as many stars as on the synthetic sky, while the bright
+    stars — those a plate solver uses — are all real)."""
+    from runner.devices.sim.catalogue import (
+        BRIGHTEST_MAG,
+        FAINT_MAG,
+        FILLER_BRIGHTEST_MAG,
+        load_catalogue,
+    )
+
+    radius_deg = radius_px * math.sqrt(2.0) * scale_arcsec / 3600.0
+    ra, dec, mag = load_catalogue().around(ra0, dec0, radius_deg)
+    flux = FAINT_FLUX * 10.0 ** (-0.4 * (np.maximum(mag, BRIGHTEST_MAG) - FAINT_MAG))
+    real = project_stars(ra, dec, flux, np.full(ra.shape, 0.1), ra0, dec0, scale_arcsec,
+                         radius_px)
+    filler = field_stars(seed, density, ra0, dec0, scale_arcsec, radius_px)
+    faint = filler.flux < FAINT_FLUX * 10.0 ** (-0.4 * (FILLER_BRIGHTEST_MAG - FAINT_MAG))
+    return FieldStars(
+        np.concatenate([real.x, filler.x[faint]]), np.concatenate([real.y, filler.y[faint]]),
+        np.concatenate([real.flux, filler.flux[faint]]),
+        np.concatenate([real.colour, filler.colour[faint]]),
+    )

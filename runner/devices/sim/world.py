@@ -21,6 +21,7 @@ import numpy as np
 from runner.clock import Clock
 from runner.devices.interfaces import PierSide
 from runner.plan.equipment import Equipment, Fault
+from runner.solve.geometry import offset_point, tangent_offset
 
 #: Sidereal rate: how fast RA under a non-tracking telescope grows, degrees per clock second.
 SIDEREAL_DEG_PER_S = 360.98564736629 / 86400.0
@@ -85,9 +86,17 @@ class SimWorld:
     ambient_offset: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
     faults: list[FaultState] = field(default_factory=list)
+    #: Where the telescope really points relative to where the mount believes it points:
+    #: (east, north) arcsec in the tangent plane (``simulation.pointing_error``; a sync
+    #: replaces it with the error the sync leaves).
+    mount_error: tuple[float, float] = (0.0, 0.0)
 
     def __post_init__(self) -> None:
         self.rng = np.random.default_rng(self.profile.simulation.seed)
+        pe = self.profile.simulation.pointing_error
+        if pe is not None:
+            a = math.radians(pe.angle)
+            self.mount_error = (pe.arcmin * 60.0 * math.sin(a), pe.arcmin * 60.0 * math.cos(a))
         self.faults = [FaultState(f, f.times) for f in self.profile.simulation.faults]
         self.focuser_position = self.profile.simulation.best_focus
 
@@ -168,6 +177,32 @@ class SimWorld:
                 self.ra = (self.ra + SIDEREAL_DEG_PER_S * (now - self.tracking_off_since)) % 360
             self.tracking_off_since = now
             self.tracking = on
+
+    def true_from_mount(self, ra: float, dec: float) -> tuple[float, float]:
+        """Where the telescope really points when the mount believes it points at (ra, dec)."""
+        east, north = self.mount_error
+        if east == north == 0.0:
+            return ra % 360.0, dec
+        return offset_point(ra, dec, east, north)
+
+    def mount_from_true(self, ra: float, dec: float) -> tuple[float, float]:
+        """What the mount reports while the telescope really points at (ra, dec)."""
+        east, north = self.mount_error
+        if east == north == 0.0:
+            return ra % 360.0, dec
+        # the inverse of true_from_mount to second order in the error (≪ 1″ for errors of
+        # a degree away from the pole); refined once by a fixed-point step
+        guess = offset_point(ra, dec, -east, -north)
+        back = self.true_from_mount(*guess)
+        d_e, d_n = tangent_offset(ra, dec, *back)
+        return offset_point(guess[0], guess[1], -d_e, -d_n)
+
+    def sync_mount(self, ra: float, dec: float) -> None:
+        """The mount is told that it points at (ra, dec): from now on it reports (and slews
+        by) that, so the error left is the difference between the truth and (ra, dec)."""
+        true_ra, true_dec = self.pointing()
+        with self.lock:
+            self.mount_error = tangent_offset(ra, dec, true_ra, true_dec)
 
     def field_rotation_deg(self) -> float:
         """Rotation of the field on the main camera: 180° on the east side of the pier."""
