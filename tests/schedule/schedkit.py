@@ -83,7 +83,9 @@ class SimHub:
 
         control = NightControl(start_night=start, night_active=lambda: hub.night_active,
                                running_plan=lambda: hub.run.plan.name if hub.run else None,
-                               abort_night=abort)
+                               abort_night=abort,
+                               night_starting=lambda: hub.night_active
+                               and not hub.run.night_begun)
         me = cls(data, clock, hub, NightScheduler(data, clock, control))
         return me
 
