@@ -5,6 +5,7 @@ is on disk exactly once; the job itself never starts the night a second time."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -43,20 +44,16 @@ def _journalled_frames(data: Path) -> int:
     n = 0
     for journal in data.glob("runs/*/journal.jsonl"):
         for line in journal.read_text(errors="replace").splitlines():
-            try:
+            with contextlib.suppress(ValueError):  # the line the kill cut short
                 n += json.loads(line).get("type") == "frame"
-            except ValueError:
-                pass  # the line the kill cut short
     return n
 
 
 def _last_clock(run: Path) -> datetime:
     clocks = []
     for line in (run / "events.jsonl").read_text(errors="replace").splitlines():
-        try:
+        with contextlib.suppress(ValueError, KeyError):
             clocks.append(datetime.fromisoformat(json.loads(line)["clock"]))
-        except (ValueError, KeyError):
-            pass
     return max(clocks)
 
 

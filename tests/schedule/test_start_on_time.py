@@ -67,7 +67,7 @@ async def test_at_5000x_the_night_begins_at_its_start_to_the_millisecond(tmp_pat
 
     async def hog() -> None:
         while busy:
-            time.sleep(0.005)
+            time.sleep(0.005)  # noqa: ASYNC251 - blocking the loop is the point
             await asyncio.sleep(0)
 
     hogger = asyncio.create_task(hog())
