@@ -364,13 +364,15 @@ class Run:
             with _noting(problems, "console"):
                 listener_close()
             bus.close()
-            with _noting(problems, "report.md"):
-                from runner.engine.report import write_report
-
-                events = _read_events(run_dir / "events.jsonl")
-                write_report(run_dir, summary, events)
             with _noting(problems, "report.html"):
                 _html_report(run_dir)
+            with _noting(problems, "report.md"):
+                from runner.engine.report import write_report
+                from runner.report.versus import markdown_of_report
+
+                events = _read_events(run_dir / "events.jsonl")
+                write_report(run_dir, summary, events,
+                             extra=markdown_of_report(run_dir, summary.get("site_timezone")))
             summary["record_problems"] = problems
             for p in problems:
                 log.error("night record: %s", p)

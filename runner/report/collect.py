@@ -42,6 +42,16 @@ class Night:
     site: Any = None
     targets: list[tuple[str, float, float]] = field(default_factory=list)  # name, ra, dec
 
+    def tz(self) -> Any:
+        """Times are shown on the site's wall clock (UTC without a plan to name the site)."""
+        if self.site is None:
+            from datetime import UTC
+
+            return UTC
+        from runner.sky.timeutil import site_timezone
+
+        return site_timezone(self.site)
+
     def times(self, *names: str) -> list[datetime]:
         return [_t(e) for e in self.events if e.get("event") in names and "clock" in e]
 
@@ -108,11 +118,23 @@ def read_events(path: Path) -> list[dict[str, Any]]:
 
 
 def collect(run_dir: Path) -> Night:
+    """Every fact of the night (:func:`collect_sky`, then :func:`add_frames`)."""
+    return add_frames(collect_sky(run_dir))
+
+
+def add_frames(night: Night) -> Night:
+    """The night's light frames, from the image index (else from the frame events)."""
+    data_dir = Path(night.summary.get("data_dir") or night.run_dir.parent.parent)
+    night.frames = _index_frames(data_dir, night.run_dir.name, night.events) or \
+        _event_frames(night.events)
+    return night
+
+
+def collect_sky(run_dir: Path) -> Night:
+    """What the altitude plot needs (the events' span, the plan's site and targets) and the
+    summary, without the frames: enough to start the sky's numbers before the rest."""
     summary = _read_json(run_dir / "summary.json")
     night = Night(run_dir, summary, read_events(run_dir / "events.jsonl"))
-    data_dir = Path(summary.get("data_dir") or run_dir.parent.parent)
-    night.frames = _index_frames(data_dir, run_dir.name, night.events) or \
-        _event_frames(night.events)
     plan_path = _read_json(run_dir / "run.json").get("plan")
     if plan_path:
         with contextlib.suppress(Exception):  # a plan since moved or changed: no altitudes
@@ -161,3 +183,25 @@ def _event_frames(events: list[dict[str, Any]]) -> list[FramePoint]:
                                   exposure=float(e.get("exposure") or 0), hfr=e.get("hfr"),
                                   rms=e.get("guiding_rms")))
     return out
+
+
+def altitude_series(night: Night) -> dict[str, Any] | None:
+    """The numbers of the altitude plot (plain values: they may come from another process).
+    The Sun's altitude on the same grid gives the twilight bands: one astropy call more."""
+    span = night.span()
+    if night.site is None or not night.targets or span is None:
+        return None
+    from datetime import timedelta
+
+    import numpy as np
+
+    from runner.sky.ephemeris import sun_altitude, targets_altaz
+
+    t0 = span[0] - timedelta(hours=2)
+    t1 = span[1] + timedelta(hours=2)
+    grid = np.linspace(t0.timestamp(), t1.timestamp(), 121)
+    ra = np.array([t[1] for t in night.targets])
+    dec = np.array([t[2] for t in night.targets])
+    alt, _ = targets_altaz(night.site, ra, dec, grid)
+    return {"grid": grid.tolist(), "alt": alt.tolist(),
+            "sun": sun_altitude(night.site, grid).tolist()}

@@ -89,3 +89,64 @@ def test_the_report_page_shows_the_night_the_journal_recorded(tmp_path: Path) ->
     assert (run_dir / "report.html").is_file()
     bad = CliRunner().invoke(app, ["report", str(tmp_path / "nowhere")])
     assert bad.exit_code == 1 and "neither a run directory" in bad.output
+
+
+def test_the_report_sets_the_estimate_against_the_night_and_plots_the_cooler(
+        tmp_path: Path) -> None:
+    from datetime import datetime
+
+    from runner.estimate.night import estimate
+    from runner.plan.loader import load_plan
+
+    rig = Rig(tmp_path, tmp_path / "data")
+    plan = rig.write(f"""\
+        startup:
+          - cool: {{to: -5, rate: 10}}
+        targets:
+          - name: NGC 188
+            coordinates: {CLUSTER}
+            sequence:
+              - each_filter: [L, R]
+                steps:
+                  - expose: {{count: 2, exposure: 60}}
+        """)
+    result = rig.run(plan)
+    assert result.outcome == "completed"
+    run_dir = result.run_dir
+    events = rig.events(result)
+    shown = json.loads((run_dir / "report.json").read_text())
+    # what `nightrunner estimate` says of this plan for a night starting when this one did
+    loaded = load_plan(plan)
+    assert loaded.plan is not None and loaded.equipment is not None
+    start = datetime.fromisoformat(events[0]["clock"])
+    [target] = estimate(loaded.plan, loaded.equipment, start=start).to_dict()["targets"]
+    predicted = {f["filter"]: (f["count"], f["exposure_s"]) for f in target["frames"]}
+    versus = shown["estimate"]
+    assert {r["filter"]: (r["frames_predicted"], r["seconds_predicted"])
+            for r in versus["rows"]} == predicted == {"L": (2, 120.0), "R": (2, 120.0)}
+    assert {r["filter"]: (r["frames_taken"], r["seconds_taken"]) for r in versus["rows"]} \
+        == {"L": (2, 120.0), "R": (2, 120.0)}
+    [t] = versus["targets"]
+    assert t["start_predicted"] == target["start"] and t["end_predicted"] == target["end"]
+    began = next(e["clock"] for e in events if e["event"] == "target_start")
+    ended = next(e["clock"] for e in events if e["event"] == "target_end")
+    assert (t["start_actual"], t["end_actual"]) == (began, ended)
+    assert "<h2 id='estimate'>Estimate against what happened</h2>" in \
+        (run_dir / "report.html").read_text()
+    md = (run_dir / "report.md").read_text()
+    assert "## Estimate against what happened" in md and "| NGC 188 | L | 2 | 2 |" in md
+    # the cooler, minute by minute, is in the events and on the temperature plot
+    cooler = [e for e in events if e["event"] == "cooler"]
+    assert len(cooler) >= 3 and all(e["cooler_power"] is not None for e in cooler)
+    assert max(e["cooler_power"] for e in cooler) > 0  # it worked to reach -5 °C
+    assert shown["cooler"]["samples"] == len(cooler)
+    assert shown["cooler"]["power_max"] == max(e["cooler_power"] for e in cooler)
+    assert "temperature" in shown["plots"]
+    # a plan edited since the night is not estimated again: the page says why
+    (run_dir / "estimate.json").unlink()
+    plan.write_text(plan.read_text().replace("count: 2", "count: 5"))
+    done = CliRunner().invoke(app, ["report", str(run_dir)])
+    assert done.exit_code == 0, done.output
+    again = json.loads((run_dir / "report.json").read_text())["estimate"]
+    assert again == {"unavailable": f"the plan {plan} changed since the night"}
+    assert "No estimate: the plan" in (run_dir / "report.html").read_text()
