@@ -185,6 +185,44 @@ def _event_frames(events: list[dict[str, Any]]) -> list[FramePoint]:
     return out
 
 
+ALTITUDES_FILENAME = "altitudes.json"
+
+
+def _altitudes_key(night: Night) -> dict[str, Any] | None:
+    span = night.span()
+    if night.site is None or not night.targets or span is None:
+        return None
+    return {"site": night.site.model_dump(mode="json"), "targets": night.targets,
+            "span": [span[0].isoformat(), span[1].isoformat()]}
+
+
+def kept_altitudes(night: Night) -> tuple[bool, dict[str, Any] | None]:
+    """``(True, series)`` when ``altitudes.json`` holds the series of this very night (same
+    site, targets and span: a resumed night's longer span is computed again)."""
+    key = _altitudes_key(night)
+    if key is None:
+        return True, None
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        kept = json.loads((night.run_dir / ALTITUDES_FILENAME).read_text(encoding="utf-8"))
+        if json.loads(json.dumps(key)) == kept["key"]:
+            return True, kept["series"]
+    return False, None
+
+
+def altitudes(night: Night) -> dict[str, Any] | None:
+    """The altitude plot's numbers, computed once per night and kept in ``altitudes.json``
+    beside it: astropy's import and tables cost more than the rest of the report, and a
+    past night's sky does not change (``nightrunner report`` then needs no astropy)."""
+    known, series = kept_altitudes(night)
+    if known:
+        return series
+    series = altitude_series(night)
+    with contextlib.suppress(OSError):
+        (night.run_dir / ALTITUDES_FILENAME).write_text(
+            json.dumps({"key": _altitudes_key(night), "series": series}), encoding="utf-8")
+    return series
+
+
 def altitude_series(night: Night) -> dict[str, Any] | None:
     """The numbers of the altitude plot (plain values: they may come from another process).
     The Sun's altitude on the same grid gives the twilight bands: one astropy call more."""

@@ -138,12 +138,26 @@ def render(night: Night, pictures: dict[str, bytes],
 
 
 def _sky(night: Night) -> dict[str, Any]:
-    """What needs astropy: the altitude plot's numbers and the estimate of the night."""
-    from runner.report.collect import altitude_series
+    """What needs astropy: the altitude plot's numbers and the estimate of the night (each
+    kept beside the night once computed)."""
+    from runner.report.collect import altitudes
     from runner.report.versus import predicted
 
-    return {"altitudes": altitude_series(night),
+    return {"altitudes": altitudes(night),
             "prediction": predicted(night.run_dir, night.events)}
+
+
+def _kept_sky(night: Night) -> dict[str, Any] | None:
+    """Both, when the night keeps them already (any night the engine ran: its end-of-night
+    report computed them): no astropy, no child process."""
+    from runner.report.collect import kept_altitudes
+    from runner.report.versus import kept_prediction
+
+    known, series = kept_altitudes(night)
+    prediction = kept_prediction(night.run_dir)
+    if not known or prediction is None:
+        return None
+    return {"altitudes": series, "prediction": prediction}
 
 
 def sky_later(night: Night) -> Any:
@@ -155,6 +169,9 @@ def sky_later(night: Night) -> Any:
     import os
     import sys
 
+    kept = _kept_sky(night)
+    if kept is not None:
+        return lambda: kept
     if "astropy.coordinates" in sys.modules or not hasattr(os, "fork"):
         return lambda: _sky(night)
     r, w = os.pipe()

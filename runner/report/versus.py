@@ -28,14 +28,22 @@ def _first_clock(events: list[dict[str, Any]]) -> datetime | None:
     return None
 
 
+def kept_prediction(run_dir: Path) -> dict[str, Any] | None:
+    """The estimate kept in ``estimate.json`` (None: not estimated yet)."""
+    with contextlib.suppress(OSError, ValueError):
+        kept = json.loads((run_dir / ESTIMATE_FILENAME).read_text(encoding="utf-8"))
+        if isinstance(kept, dict) and ("timeline" in kept or "unavailable" in kept):
+            return kept
+    return None
+
+
 def predicted(run_dir: Path, events: list[dict[str, Any]]) -> dict[str, Any]:
     """The estimate of this night (``{"timeline": …}``), or why there is none
     (``{"unavailable": reason}``); read from ``estimate.json`` when the night has one."""
     path = run_dir / ESTIMATE_FILENAME
-    with contextlib.suppress(OSError, ValueError):
-        kept = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(kept, dict) and ("timeline" in kept or "unavailable" in kept):
-            return kept
+    kept = kept_prediction(run_dir)
+    if kept is not None:
+        return kept
     out: dict[str, Any] = _off_the_loop(_estimate, run_dir, events)
     with contextlib.suppress(OSError):
         path.write_text(json.dumps(out, indent=2, default=str), encoding="utf-8")

@@ -6,6 +6,9 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -142,6 +145,19 @@ def test_the_report_sets_the_estimate_against_the_night_and_plots_the_cooler(
     assert shown["cooler"]["samples"] == len(cooler)
     assert shown["cooler"]["power_max"] == max(e["cooler_power"] for e in cooler)
     assert "temperature" in shown["plots"]
+    # a past night keeps the numbers that need astropy: redrawn in a fresh process, its
+    # page is the same and astropy is never imported (it costs more than all the rest)
+    before = json.loads((run_dir / "report.json").read_text())
+    # (no fork: a child would hide an import of astropy from this process's modules)
+    code = ("import os, sys; del os.fork; from pathlib import Path;"
+            " from runner.report import write_html_report;"
+            f" write_html_report(Path({str(run_dir)!r}));"
+            " print('astropy.coordinates' in sys.modules)")
+    fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+                           check=True)
+    assert fresh.stdout.strip() == "False"
+    assert json.loads((run_dir / "report.json").read_text()) == before
     # a plan edited since the night is not estimated again: the page says why
     (run_dir / "estimate.json").unlink()
     plan.write_text(plan.read_text().replace("count: 2", "count: 5"))
