@@ -200,13 +200,14 @@ def sky_later(night: Night) -> Any:
 def write_page(night: Night, sky: Any = None) -> Path:
     """``sky``: from :func:`sky_later` (started early); else computed here."""
     from runner.report import plots
-    from runner.report.versus import compare
+    from runner.report.versus import compare, windows
 
     if sky is None:
         sky = sky_later(night)
     drawn = {name: draw(night) for name, draw in plots.ALL if name != "altitude"}
     numbers = sky()  # last: the child's numbers come last
-    drawn["altitude"] = plots.altitude(night, numbers["altitudes"])
+    drawn["altitude"] = plots.altitude(night, numbers["altitudes"],
+                                       windows(numbers["prediction"]))
     pictures = {name: png for name, _ in plots.ALL if (png := drawn.get(name)) is not None}
     versus = compare(numbers["prediction"], night)
     out = night.run_dir / "report.html"

@@ -152,8 +152,11 @@ def temperature(night: Night) -> bytes | None:
     return _png(fig)
 
 
-def altitude(night: Night, series: dict[str, Any] | None = None) -> bytes | None:
-    """Each target's altitude over the night, twilights shaded, its imaging time marked."""
+def altitude(night: Night, series: dict[str, Any] | None = None,
+             windows: dict[str, list[tuple[datetime, datetime]]] | None = None) -> bytes | None:
+    """Each target's altitude over the night, twilights shaded, its imaging windows (when
+    its constraints allow imaging, from the estimate) shaded under its curve, its imaging
+    time drawn thick."""
     series = series if series is not None else altitude_series(night)
     if series is None:
         return None
@@ -163,14 +166,23 @@ def altitude(night: Night, series: dict[str, Any] | None = None) -> bytes | None
     grid = np.array(series["grid"])
     times = [datetime.fromtimestamp(x, tz) for x in grid]
     sun = np.array(series["sun"])
-    fig, ax = _axes("Target altitude (shaded: twilights; thick: imaging)", "altitude (°)", night)
+    fig, ax = _axes("Target altitude (grey: twilights; coloured: imaging windows; thick: "
+                    "imaging)", "altitude (°)", night)
     for limit in (-0.833, -6.0, -12.0, -18.0):
         ax.fill_between(times, 0, 90, where=sun < limit, color="#000044", alpha=0.09, lw=0)
     for i, (name, _, _) in enumerate(night.targets):
-        (line,) = ax.plot(times, series["alt"][i], lw=1, label=name)
+        alt = np.array(series["alt"][i])
+        (line,) = ax.plot(times, alt, lw=1, label=name)
+        spans = (windows or {}).get(name, [])
+        if spans:
+            inside = np.zeros(len(grid), dtype=bool)
+            for a, b in spans:
+                inside |= (grid >= a.timestamp()) & (grid <= b.timestamp())
+            ax.fill_between(times, 0, alt, where=inside, color=line.get_color(), alpha=0.15,
+                            lw=0)
         mine = sorted(f.time for f in night.frames if f.target == name)
         if mine:
-            at = np.interp([t.timestamp() for t in mine], grid, series["alt"][i])
+            at = np.interp([t.timestamp() for t in mine], grid, alt)
             ax.plot(mine, at, "o-", lw=4, ms=3, alpha=0.6, color=line.get_color())
     ax.set_ylim(0, 90)
     ax.legend(fontsize=8, loc="upper right")

@@ -98,6 +98,15 @@ def _estimate(run_dir: Path, events: list[dict[str, Any]]) -> dict[str, Any]:
     return {"start": start.isoformat(), "timeline": timeline.to_dict()}
 
 
+def windows(prediction: dict[str, Any]) -> dict[str, list[tuple[datetime, datetime]]]:
+    """Each target's imaging windows (its constraints hold) in the estimate of the night."""
+    out: dict[str, list[tuple[datetime, datetime]]] = {}
+    for t in prediction.get("timeline", {}).get("targets", []):
+        out[t["name"]] = [(datetime.fromisoformat(a), datetime.fromisoformat(b))
+                          for a, b in t.get("windows", []) if a and b]
+    return out
+
+
 def _actual_targets(events: list[dict[str, Any]]) -> dict[str, dict[str, str | None]]:
     """Each target's first start and last end on the engine clock (over every segment)."""
     out: dict[str, dict[str, str | None]] = {}
