@@ -66,24 +66,30 @@ class Night:
             out[(f.target or "-", f.filter or "-")] += 1
         return dict(out)
 
-    def stacks(self) -> dict[str, dict[str, int]]:
-        """The live stacker per target: stacked, dropped (overload, unregistered, failed)
-        and refused at submission (``stack_dropped``), from its last saved status."""
-        out: dict[str, dict[str, int]] = {}
+    def stacks(self) -> dict[tuple[str, str], dict[str, int]]:
+        """The live stacker per target × filter (a stack each): stacked and dropped
+        (overload, unregistered, failed) from its last saved status, and refused at
+        submission (``stack_dropped``, after the frame's own event, which names the filter)."""
+        out: dict[tuple[str, str], dict[str, int]] = {}
         current: str | None = None
+        last_filter = "-"
         for e in self.events:
             ev = e.get("event")
             if ev == "target_start":
                 current = e.get("target")
             elif current is None:
                 continue
+            elif ev == "frame":
+                last_filter = e.get("filter") or "-"
             elif ev == "stack_saved":
                 st = e.get("status") or {}
-                row = out.setdefault(current, {"stacked": 0, "dropped": 0, "refused": 0})
+                row = out.setdefault((current, e.get("filter") or "-"),
+                                     {"stacked": 0, "dropped": 0, "refused": 0})
                 row["stacked"] = int(st.get("stacked") or 0)
                 row["dropped"] = int(st.get("dropped") or 0)
             elif ev == "stack_dropped":
-                row = out.setdefault(current, {"stacked": 0, "dropped": 0, "refused": 0})
+                row = out.setdefault((current, last_filter),
+                                     {"stacked": 0, "dropped": 0, "refused": 0})
                 row["refused"] += 1
         return out
 

@@ -39,7 +39,8 @@ def figures(night: Night) -> dict[str, Any]:
                    for (t, f), n in sorted(night.counts().items())],
         "integration_s": [{"target": t, "filter": f, "seconds": round(sec, 3)}
                           for (t, f), sec in sorted(night.integration().items())],
-        "stacks": night.stacks(),
+        "stacks": [{"target": t, "filter": f, **row}
+                   for (t, f), row in sorted(night.stacks().items())],
         "hfr_median": {k: round(statistics.median(v), 3) for k, v in sorted(per_filter.items())},
         "guiding_rms_median": round(statistics.median(rms), 3) if rms else None,
         "cooler": _cooler(night),
@@ -117,8 +118,9 @@ def render(night: Night, pictures: dict[str, bytes],
                      for i, f in zip(fig["integration_s"], fig["frames"], strict=True)])]
     if fig["stacks"]:
         parts += ["<h2>Live stacker</h2>", _table(
-            ["target", "stacked", "dropped", "refused"],
-            [[t, s["stacked"], s["dropped"], s["refused"]] for t, s in fig["stacks"].items()])]
+            ["target", "filter", "stacked", "dropped", "refused"],
+            [[s["target"], s["filter"], s["stacked"], s["dropped"], s["refused"]]
+             for s in fig["stacks"]])]
     if fig["hfr_median"]:
         parts.append(_table(["filter", "median HFR (px)"],
                             [[k, v] for k, v in fig["hfr_median"].items()]))

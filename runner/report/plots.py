@@ -190,22 +190,33 @@ def altitude(night: Night, series: dict[str, Any] | None = None,
 
 
 def frames(night: Night) -> bytes | None:
+    """Per target × filter: light frames taken and, with live stacking, the stacker's
+    stacked, dropped and refused, side by side."""
     counts = night.counts()
     if not counts:
         return None
     stacks = night.stacks()
     fig, ax = _figure()
-    ax.set_title("Frames per target × filter (stacker: stacked / dropped / refused)",
-                 fontsize=10)
-    keys = sorted(counts)
-    ax.bar([f"{t}\n{f}" for t, f in keys], [counts[k] for k in keys],
-           color=[_COLOURS.get(k[1], "#777777") for k in keys])
-    for i, k in enumerate(keys):
-        ax.text(i, counts[k], str(counts[k]), ha="center", va="bottom", fontsize=8)
+    ax.set_title("Frames per target × filter: taken" + (", and the live stacker's stacked / "
+                 "dropped / refused" if stacks else ""), fontsize=10)
+    keys = sorted(set(counts) | set(stacks))
+    bars: list[tuple[str, list[int], str | None]] = [
+        ("taken", [counts.get(k, 0) for k in keys], "#555555" if stacks else None)]
     if stacks:
-        note = "; ".join(f"{t}: {s['stacked']} / {s['dropped']} / {s['refused']}"
-                         for t, s in sorted(stacks.items()))
-        ax.set_xlabel(f"live stack — {note}", fontsize=8)
+        empty = {"stacked": 0, "dropped": 0, "refused": 0}
+        bars += [(what, [stacks.get(k, empty)[what] for k in keys], colour)
+                 for what, colour in (("stacked", "#2ca02c"), ("dropped", "#ff7f0e"),
+                                      ("refused", "#d62728"))]
+    width = 0.8 / len(bars)
+    for j, (what, values, colour) in enumerate(bars):
+        xs = [i - 0.4 + width * (j + 0.5) for i in range(len(keys))]
+        colours = colour or [_COLOURS.get(k[1], "#777777") for k in keys]  # by filter
+        ax.bar(xs, values, width, color=colours, label=what)
+        for x, v in zip(xs, values, strict=True):
+            ax.text(x, v, str(v), ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(keys)), [f"{t}\n{f}" for t, f in keys])
+    if stacks:
+        ax.legend(fontsize=8, loc="upper right")
     ax.set_ylabel("light frames")
     return _png(fig)
 

@@ -166,3 +166,29 @@ def test_the_report_sets_the_estimate_against_the_night_and_plots_the_cooler(
     again = json.loads((run_dir / "report.json").read_text())["estimate"]
     assert again == {"unavailable": f"the plan {plan} changed since the night"}
     assert "No estimate: the plan" in (run_dir / "report.html").read_text()
+
+
+def test_the_stacker_is_reported_per_target_and_filter(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, tmp_path / "data")
+    plan = rig.write(f"""\
+        targets:
+          - name: NGC 188
+            coordinates: {CLUSTER}
+            stack: true
+            sequence:
+              - each_filter: [L, R]
+                steps: [{{expose: {{count: 3, exposure: 30}}}}]
+        """)
+    result = rig.run(plan, speed=100)
+    assert result.outcome == "completed"
+    saved = {e["filter"]: e["status"] for e in rig.events(result) if e["event"] == "stack_saved"}
+    assert set(saved) == {"L", "R"}
+    shown = json.loads((result.run_dir / "report.json").read_text())
+    assert shown["stacks"] == [
+        {"target": "NGC 188", "filter": f, "stacked": saved[f]["stacked"],
+         "dropped": saved[f]["dropped"], "refused": 0} for f in ("L", "R")]
+    page = _Page()
+    page.feed((result.run_dir / "report.html").read_text())
+    assert "plot-frames" in page.images
+    row = ["NGC 188", "R", str(saved["R"]["stacked"]), str(saved["R"]["dropped"]), "0"]
+    assert any(page.cells[i:i + 5] == row for i in range(len(page.cells)))
