@@ -41,14 +41,14 @@ async def sample(camera: Any) -> dict[str, float | None]:
 
 async def watch_cooler(camera: Any, clock: Clock, bus: EventBus,
                        period_s: float = PERIOD_S) -> None:
-    """Until cancelled: a ``cooler`` event each ``period_s`` of clock time, from the night's
-    start (a camera that reports none of the three is not sampled again)."""
+    """Until cancelled (after the shutdown, whose warm-up it records too): a ``cooler``
+    event each ``period_s`` of clock time from the night's start; a sample with no reading
+    at all (a camera away, or without a cooler) is left out."""
     if camera is None:
         return
     while True:
         got = await sample(camera)
-        if all(v is None for v in got.values()):
-            return
-        with contextlib.suppress(Exception):  # the record is best-effort, never the night
-            bus.emit("cooler", **got)
+        if any(v is not None for v in got.values()):
+            with contextlib.suppress(Exception):  # the record is best-effort, never the night
+                bus.emit("cooler", **got)
         await clock.sleep(period_s)

@@ -409,8 +409,6 @@ class Run:
                 ex._error(f"unexpected {type(exc).__name__}: {exc}")
                 outcome = "failed"
             safety.cancel()
-            if cooler is not None:
-                cooler.cancel()
             self.clock.release()  # a night aborted before its first step: time flows again
             if horizon is not None:
                 horizon.cancel()
