@@ -122,7 +122,11 @@ class NightScheduler:
                     _hold_at(self.clock, nxt)
                 await sleep_until(self.clock, nxt or now + timedelta(days=1))
         finally:
+            # a scheduler that goes leaves time flowing (a rung alarm would hold it for good,
+            # and a night's shutdown waits on clock time), unless a night is being set up
             _hold_at(self.clock, None)
+            if not self.control.night_starting():
+                _release(self.clock)
             for t in list(self.control.tasks):
                 t.cancel()
             self.store.close()

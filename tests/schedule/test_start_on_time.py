@@ -83,3 +83,20 @@ async def test_at_5000x_the_night_begins_at_its_start_to_the_millisecond(tmp_pat
     assert started["late_s"] == 0.0
     due = datetime(2026, 11, 25, 21, 0, tzinfo=AMS)
     assert timedelta(0) <= first[0] - due < timedelta(seconds=1)
+
+
+async def test_a_scheduler_that_stops_leaves_simulated_time_flowing(tmp_path: Path) -> None:
+    plan = write_plan(tmp_path, frames=1)
+    data = tmp_path / "data"
+    add_job(data, plan, "21:00", datetime(2026, 11, 25, 12, 0, tzinfo=AMS))
+    hub = await SimHub.open(data, plan, datetime(2026, 11, 25, 13, 0, tzinfo=AMS), speed=5000)
+    try:
+        hub.begin()
+        await asyncio.sleep(0.2)  # it has looked at its jobs and sleeps until 21:00
+        hub.clock.hold()  # as its alarm would, had it rung a moment before the stop
+        assert hub.task is not None
+        hub.task.cancel()
+        await asyncio.gather(hub.task, return_exceptions=True)
+        assert not hub.clock.held
+    finally:
+        await hub.close()
