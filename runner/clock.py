@@ -62,6 +62,7 @@ class ScaledClock:
         self._start = (start or datetime.now(UTC)).astimezone(UTC)
         self._t0 = time.monotonic()
         self._held_at: float | None = None
+        self._alarm: float | None = None  # clock seconds at which time stops (hold_at)
 
     def hold(self) -> None:
         """Stop simulated time (set-up work: imports, sky grids, connections).
@@ -70,7 +71,9 @@ class ScaledClock:
         Has no effect on a real-time clock (speed 1), where time cannot be stopped.
         """
         if self._speed != 1.0 and self._held_at is None:
-            self._held_at = time.monotonic()
+            self.monotonic()  # an alarm that has rung holds at its own instant
+            if self._held_at is None:
+                self._held_at = time.monotonic()
 
     def release(self) -> None:
         """Let simulated time flow again from where it was held."""
@@ -78,8 +81,28 @@ class ScaledClock:
             self._t0 += time.monotonic() - self._held_at
             self._held_at = None
 
+    def hold_at(self, when: datetime | None) -> None:
+        """Hold simulated time the moment it reaches ``when`` (``None``: no such alarm).
+
+        A waiter that must act at an instant (the scheduler at dusk) wakes a timer tick late
+        in real time; at 5000x one millisecond of event-loop latency is five simulated
+        seconds. With the alarm, time stops at ``when`` itself and stays there until the
+        waiter has acted and released it, as a discrete-event simulation never runs past a
+        due event. No effect on a real-time clock (speed 1), where time cannot be stopped.
+        """
+        if self._speed == 1.0 or when is None:
+            self._alarm = None
+            return
+        at = (when.astimezone(UTC) - self._start).total_seconds()
+        if at <= self.monotonic():
+            self._alarm = None
+            self.hold()  # an instant already passed holds at once, at the present
+        else:
+            self._alarm = at
+
     @property
     def held(self) -> bool:
+        self.monotonic()  # an alarm that has rung holds the clock
         return self._held_at is not None
 
     @property
@@ -87,7 +110,15 @@ class ScaledClock:
         return self._speed
 
     def monotonic(self) -> float:
-        now = self._held_at if self._held_at is not None else time.monotonic()
+        if self._held_at is not None:
+            return (self._held_at - self._t0) * self._speed
+        now = time.monotonic()
+        if self._alarm is not None and (now - self._t0) * self._speed >= self._alarm:
+            # held from the real instant the alarm time was reached (set in the future by
+            # hold_at, so never before a time already read: the clock stays monotonic)
+            self._held_at = self._t0 + self._alarm / self._speed
+            self._alarm = None
+            return (self._held_at - self._t0) * self._speed
         return (now - self._t0) * self._speed
 
     def now(self) -> datetime:

@@ -32,7 +32,9 @@ def _local(iso: str | None, zone: str | None) -> str:
     return datetime.fromisoformat(iso).astimezone(ZoneInfo(zone)).strftime("%H:%M:%S")
 
 
-def render(summary: dict[str, Any], events: list[dict[str, Any]]) -> str:
+def render(summary: dict[str, Any], events: list[dict[str, Any]], extra: str = "") -> str:
+    """``extra``: sections placed before the list of files (the estimate against what
+    happened, from the HTML report's numbers)."""
     lines = [f"# Night report — {summary['plan']}", ""]
     outcome = summary["outcome"]
     if summary.get("abort_reason"):
@@ -101,12 +103,15 @@ def render(summary: dict[str, Any], events: list[dict[str, Any]]) -> str:
         if len(problems) > 200:
             lines.append(f"- … and {len(problems) - 200} more in events.jsonl")
         lines.append("")
+    if extra:
+        lines.append(extra)
     lines += ["## Files", "", f"- data: `{summary['data_dir']}`",
               f"- this run: `{summary['run_dir']}` (events.jsonl, journal.jsonl, summary.json)", ""]
     return "\n".join(lines)
 
 
-def write_report(run_dir: Path, summary: dict[str, Any], events: list[dict[str, Any]]) -> Path:
+def write_report(run_dir: Path, summary: dict[str, Any], events: list[dict[str, Any]],
+                 extra: str = "") -> Path:
     path = run_dir / "report.md"
-    path.write_text(render(summary, events), encoding="utf-8")
+    path.write_text(render(summary, events, extra), encoding="utf-8")
     return path

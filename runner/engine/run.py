@@ -166,6 +166,8 @@ class Run:
         self._journal: Journal | None = None
         self._lost_frames: list[str] = []
         self._errors: list[str] = []  # errors outside the executor (set-up), for the summary
+        #: the night's first step has run: the clock held during set-up flows again
+        self.night_begun = False
 
     def _run_error(self, bus: EventBus, message: str) -> None:
         self._errors.append(message)
@@ -327,7 +329,6 @@ class Run:
                 gc.collect()
                 gc.freeze()
                 keep_frame_buffers()
-                self.clock.release()
                 outcome = await self._drive(bus)
         except NightrunnerError as exc:
             self._run_error(bus, f"run could not start: {exc}")
@@ -363,13 +364,15 @@ class Run:
             with _noting(problems, "console"):
                 listener_close()
             bus.close()
-            with _noting(problems, "report.md"):
-                from runner.engine.report import write_report
-
-                events = _read_events(run_dir / "events.jsonl")
-                write_report(run_dir, summary, events)
             with _noting(problems, "report.html"):
                 _html_report(run_dir)
+            with _noting(problems, "report.md"):
+                from runner.engine.report import write_report
+                from runner.report.versus import markdown_of_report
+
+                events = _read_events(run_dir / "events.jsonl")
+                write_report(run_dir, summary, events,
+                             extra=markdown_of_report(run_dir, summary.get("site_timezone")))
             summary["record_problems"] = problems
             for p in problems:
                 log.error("night record: %s", p)
@@ -379,9 +382,11 @@ class Run:
         ex = self.executor
         assert ex is not None
         safety = asyncio.create_task(self._watch_safety(bus))
+        cooler: asyncio.Task[None] | None = None
         outcome = "completed"
         try:
-            self._night = asyncio.create_task(ex.run_night())
+            self._night = asyncio.create_task(self._night_from_now(ex))
+            cooler = self._watch_cooler(bus)
             horizon = self._dry_run_horizon()
             if self.abort_reason is not None:  # aborted while the night was being set up
                 self._night.cancel()
@@ -404,6 +409,7 @@ class Run:
                 ex._error(f"unexpected {type(exc).__name__}: {exc}")
                 outcome = "failed"
             safety.cancel()
+            self.clock.release()  # a night aborted before its first step: time flows again
             if horizon is not None:
                 horizon.cancel()
             self._shutting_down = True
@@ -422,9 +428,30 @@ class Run:
             return outcome
         finally:
             safety.cancel()
+            if cooler is not None:
+                cooler.cancel()
+            self.clock.release()
             if not self._shutting_down:  # an engine bug above: the rig is made safe anyway
                 self._shutting_down = True
                 await ex.run_shutdown()
+
+    def _watch_cooler(self, bus: EventBus) -> asyncio.Task[None] | None:
+        """The cooler sampled through the night (``cooler`` events for the report); not on
+        the virtual clock, whose nominal camera has nothing to tell."""
+        if isinstance(self.clock, VirtualClock) or self.executor is None:
+            return None
+        from runner.engine.camera_watch import watch_cooler
+
+        return asyncio.create_task(watch_cooler(self.executor.s.camera, self.clock, bus))
+
+    async def _night_from_now(self, ex: Executor) -> None:
+        """The night's task. Simulated time, held since set-up began, flows from its first
+        step, not from when the task was made: however many loop iterations the task waits
+        to run (at 5000x each is seconds of clock time), the night's first event is stamped
+        with the instant the night was due."""
+        self.night_begun = True
+        self.clock.release()
+        await ex.run_night()
 
     async def _watch_safety(self, bus: EventBus) -> None:
         ex = self.executor

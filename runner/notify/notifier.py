@@ -93,9 +93,14 @@ def _summary(run_dir: Any) -> dict[str, Any] | None:
 
 
 class Notifier:
-    """An event listener (``Run(..., listeners=[notifier])``); ``bind`` gives it the run."""
+    """An event listener (``Run(..., listeners=[notifier])``); ``bind`` gives it the run.
 
-    def __init__(self, cfg: Notify | None, plan_name: str) -> None:
+    ``cfg`` is the plan's ``notify:`` (its author hears about that plan), ``owner`` the
+    equipment profile's (the rig's owner hears about every night on the rig). Both are
+    delivered, each channel with its own settings; a channel both name (the same command,
+    webhook URL, or SMTP server and recipients) is delivered once, as the plan says."""
+
+    def __init__(self, cfg: Notify | None, plan_name: str, owner: Notify | None = None) -> None:
         self.cfg = cfg
         self.plan = plan_name
         self.run: Any = None
@@ -104,18 +109,23 @@ class Notifier:
         self._ended = False
         self.warnings: list[str] = []  # every delivery given up, for callers and tests
         self._channels: list[_Channel] = []
-        if cfg is None:
-            return
+        seen: set[tuple[Any, ...]] = set()
+        for source in (cfg, owner):
+            if source is not None:
+                self._add_channels(source, seen)
+
+    def _add_channels(self, cfg: Notify, seen: set[tuple[Any, ...]]) -> None:
         timeout = cfg.timeout
         argv = cfg.argv()
-        if argv is not None:
+        if argv is not None and _new(seen, ("command", *argv)):
             self._channels.append(_Channel(
                 "command", lambda p: channels.run_command(argv, p, timeout), cfg, self))
-        if cfg.webhook is not None:
+        if cfg.webhook is not None and _new(seen, ("webhook", cfg.webhook)):
             url, token_env = cfg.webhook, cfg.webhook_token_env
             self._channels.append(_Channel("webhook", lambda p: channels.post_webhook(
                 url, channels.secret(token_env, "webhook token"), p, timeout), cfg, self))
-        if cfg.email is not None:
+        if cfg.email is not None and _new(
+                seen, ("email", cfg.email.host, cfg.email.port, *cfg.email.to)):
             mail = cfg.email
             self._channels.append(_Channel(
                 "email", lambda p: channels.send_email(mail, p, timeout), cfg, self))
@@ -154,8 +164,8 @@ class Notifier:
             ch.queue.put(None)
 
     def _notify(self, kind: str, event: dict[str, Any], **extra: Any) -> None:
-        cfg = self.cfg
-        if cfg is None or kind not in cfg.on:
+        wanted = [ch for ch in self._channels if kind in ch.cfg.on]
+        if not wanted:
             return
         run_dir = getattr(self.run, "run_dir", None)
         payload: dict[str, Any] = {
@@ -166,7 +176,7 @@ class Notifier:
             "outcome": None, **extra,
         }
         payload["message"] = extra.get("message") or _message(payload)
-        for ch in self._channels:
+        for ch in wanted:
             ch.queue.put(payload)
 
     # ------------------------------------------------------------------ warnings, end
@@ -211,9 +221,18 @@ def _message(p: dict[str, Any]) -> str:
     return f"night ended: {p.get('outcome')}, {p.get('lights') or 0} light frames"
 
 
+def _new(seen: set[tuple[Any, ...]], key: tuple[Any, ...]) -> bool:
+    if key in seen:
+        return False
+    seen.add(key)
+    return True
+
+
 def attach_notifier(run: Any) -> Notifier:
-    """Listen to ``run``'s events as its plan's ``notify:`` says (a no-op without one)."""
-    notifier = Notifier(run.plan.notify, run.plan.name)
+    """Listen to ``run``'s events as its plan's ``notify:`` and its equipment profile's
+    say (a no-op without either)."""
+    notifier = Notifier(run.plan.notify, run.plan.name,
+                        owner=getattr(run.equipment, "notify", None))
     notifier.bind(run)
     run.listeners.append(notifier)
     return notifier

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from runner.plan.models import Model
+from runner.plan.models import Model, Notify
 from runner.plan.units import Duration
 
 Backend = Literal["simulator", "alpaca", "indi"]
@@ -288,6 +288,10 @@ class Equipment(Model):
         return value
     autofocus_overhead: Duration = Field(
         10.0, description="Per-sample overhead of an autofocus run besides exposure, s."
+    )
+    notify: Notify | None = Field(
+        None, description="The rig owner's notifications, for every night run on this rig "
+        "(besides the plan's own `notify:`; a channel both name is delivered once)."
     )
 
     def filter_names(self) -> list[str]:

@@ -13,7 +13,9 @@ from pathlib import Path
 
 def write_html_report(run_dir: Path) -> Path:
     """Write ``report.html`` (and ``report.json``) for the run in ``run_dir``."""
-    from runner.report.collect import collect
-    from runner.report.page import write_page
+    from runner.report.collect import add_frames, collect_sky
+    from runner.report.page import sky_later, write_page
 
-    return write_page(collect(run_dir))
+    night = collect_sky(run_dir)
+    sky = sky_later(night)  # first: the numbers that need astropy take longest
+    return write_page(add_frames(night), sky)

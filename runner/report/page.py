@@ -39,14 +39,25 @@ def figures(night: Night) -> dict[str, Any]:
                    for (t, f), n in sorted(night.counts().items())],
         "integration_s": [{"target": t, "filter": f, "seconds": round(sec, 3)}
                           for (t, f), sec in sorted(night.integration().items())],
-        "stacks": night.stacks(),
+        "stacks": [{"target": t, "filter": f, **row}
+                   for (t, f), row in sorted(night.stacks().items())],
         "hfr_median": {k: round(statistics.median(v), 3) for k, v in sorted(per_filter.items())},
         "guiding_rms_median": round(statistics.median(rms), 3) if rms else None,
+        "cooler": _cooler(night),
         "autofocus_runs": len(night.times("autofocus")),
         "dithers": len(night.times("dithered")),
         "errors": len(night.times("error")),
         "warnings": len(night.times("warning")),
     }
+
+
+def _cooler(night: Night) -> dict[str, Any]:
+    """The camera temperature plot's cooler samples (the run's ``cooler`` events)."""
+    power = [float(e["cooler_power"]) for e in night.events
+             if e.get("event") == "cooler" and e.get("cooler_power") is not None]
+    return {"samples": sum(e.get("event") == "cooler" for e in night.events),
+            "power_median": round(statistics.median(power), 2) if power else None,
+            "power_max": max(power) if power else None}
 
 
 def _table(head: list[str], rows: list[list[Any]]) -> str:
@@ -76,7 +87,18 @@ def _preview(night: Night) -> str:
     return ""
 
 
-def render(night: Night, pictures: dict[str, bytes]) -> str:
+def _versus_html(versus: dict[str, Any], night: Night) -> list[str]:
+    from runner.report.versus import FRAME_HEAD, TARGET_HEAD, table_rows
+
+    parts = ["<h2 id='estimate'>Estimate against what happened</h2>"]
+    if "unavailable" in versus:
+        return [*parts, f"<p>No estimate: {html.escape(str(versus['unavailable']))}.</p>"]
+    frames, targets = table_rows(versus, night.tz())
+    return [*parts, _table(FRAME_HEAD, frames), _table(TARGET_HEAD, targets)]
+
+
+def render(night: Night, pictures: dict[str, bytes],
+           versus: dict[str, Any] | None = None) -> str:
     fig = figures(night)
     title = f"Night report — {fig['plan'] or night.run_dir.name}"
     outcome = html.escape(str(fig["outcome"]))
@@ -96,11 +118,14 @@ def render(night: Night, pictures: dict[str, bytes]) -> str:
                      for i, f in zip(fig["integration_s"], fig["frames"], strict=True)])]
     if fig["stacks"]:
         parts += ["<h2>Live stacker</h2>", _table(
-            ["target", "stacked", "dropped", "refused"],
-            [[t, s["stacked"], s["dropped"], s["refused"]] for t, s in fig["stacks"].items()])]
+            ["target", "filter", "stacked", "dropped", "refused"],
+            [[s["target"], s["filter"], s["stacked"], s["dropped"], s["refused"]]
+             for s in fig["stacks"]])]
     if fig["hfr_median"]:
         parts.append(_table(["filter", "median HFR (px)"],
                             [[k, v] for k, v in fig["hfr_median"].items()]))
+    if versus is not None:
+        parts += _versus_html(versus, night)
     parts.append(_preview(night))
     for name, png in pictures.items():
         data = base64.b64encode(png).decode()
@@ -114,23 +139,49 @@ def render(night: Night, pictures: dict[str, bytes]) -> str:
     return "\n".join(parts)
 
 
-def _altitudes_later(night: Night) -> Any:
-    """Start the altitude numbers: in a forked child when astropy is not loaded yet (its
-    import and first transform take two seconds, as long as all the other plots), so both
-    cores work; in this process when it is (at the end of a night, astropy is warm)."""
+def _sky(night: Night) -> dict[str, Any]:
+    """What needs astropy: the altitude plot's numbers and the estimate of the night (each
+    kept beside the night once computed)."""
+    from runner.report.collect import altitudes
+    from runner.report.versus import predicted
+
+    return {"altitudes": altitudes(night),
+            "prediction": predicted(night.run_dir, night.events)}
+
+
+def _kept_sky(night: Night) -> dict[str, Any] | None:
+    """Both, when the night keeps them already (any night the engine ran: its end-of-night
+    report computed them): no astropy, no child process."""
+    from runner.report.collect import kept_altitudes
+    from runner.report.versus import kept_prediction
+
+    known, series = kept_altitudes(night)
+    prediction = kept_prediction(night.run_dir)
+    if not known or prediction is None:
+        return None
+    return {"altitudes": series, "prediction": prediction}
+
+
+def sky_later(night: Night) -> Any:
+    """Start the numbers that need astropy (the altitudes, the estimate): in a forked child
+    when astropy is not loaded yet (its import and its IERS tables take 1.5 s of CPU, as
+    long as everything else the report does), so both cores work; in this process when it
+    is (at the end of a night, astropy is warm). Called before matplotlib is imported and
+    the index is read, so that the child starts first and the rest runs beside it."""
     import os
     import sys
 
-    from runner.report import plots
-
-    if "astropy.coordinates" in sys.modules or night.site is None or not hasattr(os, "fork"):
-        return lambda: plots.altitude_series(night)
+    kept = _kept_sky(night)
+    if kept is not None:
+        return lambda: kept
+    if "astropy.coordinates" in sys.modules or not hasattr(os, "fork"):
+        return lambda: _sky(night)
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: compute, send JSON, leave without any clean-up of the parent's
         os.close(r)
         try:
-            data = json.dumps(plots.altitude_series(night)).encode()
+            data = json.dumps(_sky(night), default=str).encode()
         except BaseException:
             data = b"null"
         with os.fdopen(w, "wb") as out:
@@ -142,21 +193,28 @@ def _altitudes_later(night: Night) -> Any:
         with os.fdopen(r, "rb") as f:
             data = f.read()
         os.waitpid(pid, 0)
-        return json.loads(data) if data else None
+        got = json.loads(data) if data else None
+        return got if isinstance(got, dict) else _sky(night)
 
     return result
 
 
-def write_page(night: Night) -> Path:
+def write_page(night: Night, sky: Any = None) -> Path:
+    """``sky``: from :func:`sky_later` (started early); else computed here."""
     from runner.report import plots
+    from runner.report.versus import compare, windows
 
-    altitudes = _altitudes_later(night)
+    if sky is None:
+        sky = sky_later(night)
     drawn = {name: draw(night) for name, draw in plots.ALL if name != "altitude"}
-    drawn["altitude"] = plots.altitude(night, altitudes())  # last: its numbers come last
+    numbers = sky()  # last: the child's numbers come last
+    drawn["altitude"] = plots.altitude(night, numbers["altitudes"],
+                                       windows(numbers["prediction"]))
     pictures = {name: png for name, _ in plots.ALL if (png := drawn.get(name)) is not None}
+    versus = compare(numbers["prediction"], night)
     out = night.run_dir / "report.html"
-    out.write_text(render(night, pictures), encoding="utf-8")
-    report = {**figures(night), "plots": list(pictures)}
+    out.write_text(render(night, pictures, versus), encoding="utf-8")
+    report = {**figures(night), "estimate": versus, "plots": list(pictures)}
     (night.run_dir / "report.json").write_text(json.dumps(report, indent=2, default=str),
                                                encoding="utf-8")
     return out

@@ -25,7 +25,8 @@ def start_scheduler(hub: Any, data_dir: Path, clock: Any) -> asyncio.Task[None] 
     control = NightControl(
         start_night=lambda plan, resume: hub.start_night(plan, resume),
         night_active=lambda: bool(hub.night_active),
-        running_plan=running_plan, abort_night=abort_night)
+        running_plan=running_plan, abort_night=abort_night,
+        night_starting=lambda: bool(hub.night_active) and not hub.run.night_begun)
     try:
         sched = NightScheduler(data_dir, clock, control)
     except Exception as exc:

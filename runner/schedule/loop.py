@@ -43,8 +43,9 @@ POLL_REAL_S = 5.0
 
 async def sleep_until(clock: Clock, when: datetime, *, cap_real: float = POLL_REAL_S) -> bool:
     """Sleep on the engine clock until ``when`` (True) or at most ``cap_real`` real seconds
-    (False). The last 20 ms are polled, so a start lands within a few microseconds of its
-    time even at high simulation speeds, where one timer tick is seconds of clock time."""
+    (False). The last 20 ms are polled, so a start on the real clock lands within a few
+    microseconds of its time; on a simulated clock the loop's alarm (``hold_at``) stops time
+    at ``when`` itself, so a late wake-up costs no clock time."""
     end_real = time.monotonic() + cap_real
     while True:
         left = (when - clock.now()).total_seconds()
@@ -65,6 +66,8 @@ class NightControl:
     night_active: Callable[[], bool]
     running_plan: Callable[[], str | None]
     abort_night: Callable[[str], None]
+    #: a night started and still being set up (its Run holds the clock until it begins)
+    night_starting: Callable[[], bool] = lambda: False
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
@@ -94,18 +97,15 @@ class NightScheduler:
             f.write(json.dumps(entry, default=str) + "\n")
 
     async def run(self) -> None:
-        """Until cancelled. Simulated time stands still while the loop looks at its jobs and
-        sets a night up (the Run releases it when its night begins), as during any set-up:
-        a start is then made at the very instant it was due, even at 5000×."""
+        """Until cancelled. Simulated time stops at each job's start (an alarm on the clock:
+        however late the loop wakes, the clock reads the start itself) and stands still while
+        the loop looks at its jobs and sets the night up, until the night's Run releases it
+        as the night begins: a start is made at the very instant it was due, even at 5000x."""
         try:
             _hold(self.clock)
             if not await self.resume_tonight():
                 _release(self.clock)
             while True:
-                # a night being set up holds the clock until its Run releases it as the night
-                # begins: releasing it here would let set-up time run on the simulated clock
-                # (at 5000x, tens of seconds late from dusk)
-                setting_up = _held(self.clock) and self.control.night_active()
                 _hold(self.clock)
                 started = False
                 try:
@@ -114,10 +114,19 @@ class NightScheduler:
                         started = await self.fire(job, now) or started
                     nxt = await asyncio.to_thread(self.store.next_run_time)
                 finally:
-                    if not started and not setting_up:
+                    # a night being set up keeps the clock held until its Run releases it
+                    # as the night begins (releasing it here would let set-up time run on
+                    # the simulated clock: at 5000x, tens of seconds late from dusk)
+                    if not started and not self.control.night_starting():
                         _release(self.clock)
+                    _hold_at(self.clock, nxt)
                 await sleep_until(self.clock, nxt or now + timedelta(days=1))
         finally:
+            # a scheduler that goes leaves time flowing (a rung alarm would hold it for good,
+            # and a night's shutdown waits on clock time), unless a night is being set up
+            _hold_at(self.clock, None)
+            if not self.control.night_starting():
+                _release(self.clock)
             for t in list(self.control.tasks):
                 t.cancel()
             self.store.close()
@@ -212,8 +221,10 @@ def _hold(clock: Clock) -> None:
         hold()
 
 
-def _held(clock: Clock) -> bool:
-    return bool(getattr(clock, "held", False))
+def _hold_at(clock: Clock, when: datetime | None) -> None:
+    hold_at = getattr(clock, "hold_at", None)
+    if hold_at is not None:
+        hold_at(when)
 
 
 def _release(clock: Clock) -> None:

@@ -22,10 +22,12 @@ from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.records import Frame
-from runner.storage.fits import FrameMeta
+
+if TYPE_CHECKING:  # astropy.io.fits is not needed to read the index (the report, `images`)
+    from runner.storage.fits import FrameMeta
 
 INDEX_FILENAME = "index.sqlite"
 SCHEMA_VERSION = 1
@@ -68,7 +70,11 @@ class ImageRecord:
         *,
         run_id: str | None = None,
     ) -> ImageRecord:
-        m = meta or FrameMeta()
+        if meta is None:
+            from runner.storage.fits import FrameMeta
+
+            meta = FrameMeta()
+        m = meta
         g = m.guiding
         h, w = frame.data.shape[:2]
         return cls(

@@ -83,7 +83,9 @@ class SimHub:
 
         control = NightControl(start_night=start, night_active=lambda: hub.night_active,
                                running_plan=lambda: hub.run.plan.name if hub.run else None,
-                               abort_night=abort)
+                               abort_night=abort,
+                               night_starting=lambda: hub.night_active
+                               and not hub.run.night_begun)
         me = cls(data, clock, hub, NightScheduler(data, clock, control))
         return me
 
@@ -130,3 +132,26 @@ def decisions(data: Path) -> list[dict[str, Any]]:
 
 def actions(data: Path) -> list[str]:
     return [d["action"] for d in decisions(data) if d["action"] != "next"]
+
+
+async def _serve(data: Path, plan: Path, start: datetime, speed: float) -> None:
+    hub = await SimHub.open(data, plan, start, speed=speed)
+    hub.begin()
+    print("hub up", flush=True)
+    try:
+        await asyncio.Event().wait()  # until killed
+    finally:
+        await hub.close()
+
+
+def main(argv: list[str]) -> None:
+    """``python -m tests.schedule.schedkit DATA PLAN START SPEED``: the hub and its scheduler
+    as a process of their own, for tests that kill it (``kill -9``) and start it again."""
+    data, plan, start, speed = argv
+    asyncio.run(_serve(Path(data), Path(plan), datetime.fromisoformat(start), float(speed)))
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])
