@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.report.collect import Night
+from runner.storage.durable import atomic_write_text
 
 _STYLE = """body{font-family:system-ui,sans-serif;max-width:980px;margin:1em auto;color:#222}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 8px;
@@ -213,8 +214,21 @@ def write_page(night: Night, sky: Any = None) -> Path:
     pictures = {name: png for name, _ in plots.ALL if (png := drawn.get(name)) is not None}
     versus = compare(numbers["prediction"], night)
     out = night.run_dir / "report.html"
-    out.write_text(render(night, pictures, versus), encoding="utf-8")
+    atomic_write_text(out, render(night, pictures, versus))
     report = {**figures(night), "estimate": versus, "plots": list(pictures)}
-    (night.run_dir / "report.json").write_text(json.dumps(report, indent=2, default=str),
-                                               encoding="utf-8")
+    atomic_write_text(night.run_dir / "report.json", json.dumps(report, indent=2, default=str))
+    _keep_in_summary(night.run_dir / "summary.json", report)
     return out
+
+
+def _keep_in_summary(path: Path, report: dict[str, Any]) -> None:
+    """``summary.json`` keeps every figure the page shows too (under ``report``, the plots'
+    names aside), so one file holds the night's record for scripts."""
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # no summary (a night cut short): report.json still has them
+    if not isinstance(summary, dict):
+        return
+    summary["report"] = {k: v for k, v in report.items() if k != "plots"}
+    atomic_write_text(path, json.dumps(summary, indent=2, default=str))

@@ -85,6 +85,10 @@ def test_the_report_page_shows_the_night_the_journal_recorded(tmp_path: Path) ->
     assert [str(x) for x in (shown["light_frames"], shown["autofocus_runs"],
                              shown["dithers"])] == page.cells[:3]
     assert "1.5 min" in page.cells  # 3 × 30 s per filter
+    # and summary.json keeps every figure the page shows, beside the engine's record
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["report"] == {k: v for k, v in shown.items() if k != "plots"}
+    assert summary["frames"]["light"] == 6
     # any past night, again, from its run or data directory
     (run_dir / "report.html").unlink()
     done = CliRunner().invoke(app, ["report", str(rig.data)])
