@@ -173,3 +173,38 @@ def test_resuming_an_edited_plan_says_the_edit_is_why_it_starts_fresh(rig: Rig) 
     assert (f"the plan changed since its interrupted run {first.run_dir.name}: a changed plan "
             "is not resumed (that run's frames stay on disk); starting a fresh run") in notes
     assert again.run_dir != first.run_dir
+
+
+def test_a_resumed_until_frames_loop_counts_the_lights_it_took_before(rig: Rig) -> None:
+    plan = rig.write(f"""\
+        targets:
+          - name: NGC 188
+            coordinates: {CLUSTER}
+            sequence:
+              - filter: L
+              - repeat: {{until: {{frames: 5}}}}
+                steps:
+                  - expose: {{count: 2, exposure: 5}}
+        """)
+    run = rig.make_run(plan)
+    taken = 0
+
+    def abort_at_third_frame(event: dict[str, Any]) -> None:
+        nonlocal taken
+        if event["event"] == "frame":
+            taken += 1
+            if taken == 3:  # mid-way through the loop's second iteration
+                run.abort("test abort")
+
+    run.listeners.append(abort_at_third_frame)
+    first = asyncio.run(run.execute())
+    assert first.outcome == "aborted"
+    before = first.summary["frames"]["light"]
+    assert before >= 3
+    again = rig.run(plan, resume=True)
+    assert again.outcome == "completed"
+    assert again.summary["frames"]["skipped_on_resume"] == before
+    assert again.summary["frames"]["light"] == 5  # the loop's five, not five more
+    keys = [e["key"] for e in Journal.read(again.run_dir / "journal.jsonl")
+            if e["type"] == "frame"]
+    assert len(keys) == len(set(keys)) == 5
