@@ -137,10 +137,12 @@ class Run:
     def __init__(
         self, plan: Plan, equipment: Equipment, options: RunOptions, *,
         devices: Any = None, listeners: list[Any] | None = None,
-        clock: ScaledClock | None = None,
+        clock: ScaledClock | VirtualClock | None = None,
     ) -> None:
         """``devices``: a connected ``DeviceSet`` the caller keeps (``nightrunner serve``);
-        ``listeners`` get every event (the control plane)."""
+        ``listeners`` get every event (the control plane). ``clock``: the hub's clock, or a
+        :class:`VirtualClock` for a night on the simulators whose time the host's load cannot
+        stretch (tests; a dry run gets its own)."""
         self.plan = plan
         self.equipment = equipment
         self.opt = options
@@ -475,7 +477,7 @@ class Run:
         from runner.engine.framestore import FrameStore, NullFrameStore
 
         eq = self.equipment
-        if isinstance(self.clock, VirtualClock):
+        if self.opt.dry_run and isinstance(self.clock, VirtualClock):
             async with self._nominal_services(bus) as services:
                 yield services
             return
