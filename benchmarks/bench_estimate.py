@@ -71,7 +71,8 @@ def timed(args: list[str], runs: int, ok: tuple[int, ...] = (0,)) -> tuple[float
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         s = time.perf_counter()
         done = subprocess.run([sys.executable, "-c", "from runner.entry import main; main()",
-                               *args], capture_output=True, text=True, env=env, check=False)
+                               *args], capture_output=True, text=True, env=env, check=False,
+                              cwd=ROOT)  # python -c puts the working directory first
         walls.append(time.perf_counter() - s)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
