@@ -188,10 +188,9 @@ def run(
         plane = None if no_rpc else _control_plane(options.data_dir, rpc, tcp, token_file,
                                                     plan.resolve().parent)
         if dry_run:  # the executor on nominal devices in virtual time (as `estimate` is)
-            from runner.clock import VirtualLoop
+            from runner.clock import run_virtual
 
-            with asyncio.Runner(loop_factory=VirtualLoop) as loop_runner:
-                outcome = loop_runner.run(run_served(runner_, plane))
+            outcome = run_virtual(lambda _clock: run_served(runner_, plane))
         else:
             outcome = asyncio.run(run_served(runner_, plane))
     except ConfigError as exc:

@@ -287,13 +287,34 @@ async def validate_plan(hub: Hub, p: PlanPath) -> ValidateResult:
                           diagnostics=[d.format() for d in result.diagnostics])
 
 
-@REGISTRY.method("run_plan", PlanPath)
-async def run_plan(hub: Hub, p: PlanPath) -> RunPlanResult:
-    """Start a night on the hub's devices (one at a time); answers once it has started."""
+class RunPlanParams(PlanPath):
+    dry_run: bool = Field(False, description="Run the plan on nominal devices in virtual time "
+                          "(as `nightrunner run --dry-run` and `estimate` do), moving no "
+                          "hardware; answers with the summary once it is over")
+    start: datetime | None = Field(None, description="dry run: when the night begins (an "
+                                   "aware ISO time; default now)")
+
+
+@REGISTRY.method("run_plan", RunPlanParams, result=RunPlanResult)
+async def run_plan(hub: Hub, p: RunPlanParams) -> dict[str, Any]:
+    """Start a night on the hub's devices (one at a time); answers once it has started. A dry
+    run moves nothing, may run beside a night, and answers once it is over."""
+    answer = await _run_plan(hub, p)
+    return RunPlanResult.model_validate(answer).model_dump(mode="json", exclude_none=True)
+
+
+async def _run_plan(hub: Hub, p: RunPlanParams) -> dict[str, Any]:
+    path = await asyncio.to_thread(hub.plan_file, p.path)
+    if p.dry_run:
+        from runner.control.dry_run import dry_run_plan
+
+        return await dry_run_plan(hub, path, p.start)
+    if p.start is not None:
+        raise RpcError("start: only a dry run is given its start (a night starts now)")
     if hub.night_active:
         raise RpcError("a night is already running on this hub")
     if hub.start_night is None:
         raise RpcError("this server runs one night only (nightrunner run); use nightrunner "
                        "serve to start plans remotely")
-    path = await asyncio.to_thread(hub.plan_file, p.path)
-    return RunPlanResult.model_validate(await hub.start_night(path))
+    started: dict[str, Any] = await hub.start_night(path)
+    return started

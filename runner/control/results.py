@@ -120,6 +120,9 @@ class ValidateResult(_Result):
 class RunPlanResult(_Result):
     started: bool
     plan: str
+    # a dry run's answer only (a night's answer is the two fields above, as it always was)
+    dry_run: bool | None = None
+    summary: dict[str, Any] | None = None  # the dry run's, once it is over
 
 
 class CameraInfo(_Result):

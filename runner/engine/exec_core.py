@@ -19,6 +19,7 @@ from runner.engine.exec_types import (
 )
 from runner.engine.frame_writer import FrameWriter
 from runner.engine.journal import Journal, ResumeState
+from runner.engine.loop_lights import LoopLights
 from runner.engine.machine import RunModel
 from runner.plan.models import (
     RepeatUntil,
@@ -51,7 +52,7 @@ class ExecutorCore:
         self.model = RunModel()
         self.resume = resume or ResumeState(run_id="")
         self.done_frames: dict[str, str] = dict(self.resume.frames)
-        self.light_keys: set[str] = set(self.resume.lights)
+        self.light_keys = LoopLights(self.resume.lights)
         self.state = trig.TriggerState.from_dict(self.resume.trigger_state)
         self.counters = Counters()
         self.filter: str | None = None
@@ -87,18 +88,8 @@ class ExecutorCore:
         return self.s.visibility(t).holds_at(self.s.clock.now())
 
     def _loop_lights(self, loop_id: str, outer_suffix: str) -> int:
-        """Light frames taken inside one run of a loop (all its iterations, resumed ones too).
-
-        Frame keys are ``<step id>#i…#f<n>``; steps inside the loop have ids below
-        ``<loop id>/steps`` and iteration suffixes that extend the loop's own scope suffix.
-        """
-        head = f"{loop_id}/steps"
-        mark = f"{outer_suffix}#i"
-        n = 0
-        for k in self.light_keys:
-            if k.startswith(head) and k[k.index("#"):].startswith(mark):
-                n += 1
-        return n
+        """Light frames taken inside one run of a loop (all its iterations, resumed ones too)."""
+        return self.light_keys.in_loop(loop_id, outer_suffix)
 
     def _until_holds(
         self, until: RepeatUntil, loop_id: str, outer_suffix: str, ct: CompiledTarget | None

@@ -137,17 +137,17 @@ class Run:
     def __init__(
         self, plan: Plan, equipment: Equipment, options: RunOptions, *,
         devices: Any = None, listeners: list[Any] | None = None,
-        clock: ScaledClock | None = None,
+        clock: ScaledClock | VirtualClock | None = None,
     ) -> None:
         """``devices``: a connected ``DeviceSet`` the caller keeps (``nightrunner serve``);
-        ``listeners`` get every event (the control plane)."""
+        ``listeners`` get every event (the control plane). ``clock``: the hub's clock, or a
+        :class:`VirtualClock` for a night on the simulators whose time the host's load cannot
+        stretch (tests; a dry run gets its own)."""
         self.plan = plan
         self.equipment = equipment
         self.opt = options
         self.program: Program = compile_plan(plan, equipment)
         speed = options.speed or equipment.simulation.speed
-        if options.dry_run and options.speed is None:
-            speed = 1000.0
         # a hub's devices run on the hub's clock: the night shares it
         self.clock: ScaledClock | VirtualClock = clock or ScaledClock(speed=speed,
                                                                        start=options.start)
@@ -226,10 +226,16 @@ class Run:
     # ------------------------------------------------------------------ the run
 
     async def execute(self) -> RunResult:
-        """On a :class:`VirtualLoop`, a dry run is the executor on nominal devices in virtual
-        time: the whole night in the time its bookkeeping takes (as ``estimate`` runs it)."""
+        """A dry run is the executor on nominal devices in virtual time, as ``estimate`` runs
+        it: the whole night in the time its bookkeeping takes. It runs only on a
+        :class:`VirtualLoop` (:func:`runner.clock.run_virtual`, from ``run --dry-run`` and
+        the hub's ``run_plan``), never on the rig's devices or a scaled clock: there is one
+        dry run, and it is the estimate's."""
         loop = asyncio.get_running_loop()
-        if self.opt.dry_run and self._own_devices and isinstance(loop, VirtualLoop):
+        if self.opt.dry_run:
+            if not isinstance(loop, VirtualLoop):
+                raise NightrunnerError("a dry run runs on the virtual clock "
+                                       "(runner.clock.run_virtual)")
             self.clock = VirtualClock(loop, self.opt.start)
         data = self.opt.data_dir
         data.mkdir(parents=True, exist_ok=True)
@@ -299,7 +305,7 @@ class Run:
         for listener in self.listeners:
             bus.subscribe(listener)
         listener_close = self._attach_progress(bus)
-        journal = Journal(run_dir / "journal.jsonl")
+        journal = Journal(run_dir / "journal.jsonl", sync=not self.opt.dry_run)
         if resumed_note:
             bus.emit("warning", message=resumed_note)
         for note in self.warnings:
@@ -454,10 +460,14 @@ class Run:
         await ex.run_night()
 
     async def _watch_safety(self, bus: EventBus) -> None:
+        """Poll the safety monitor every 2 s of clock time; a dry run's nominal monitor is
+        always safe, so it is not polled (86,400 polls made half of a 48 h dry run's work)."""
+        from runner.devices.sim.nominal import NominalSafety
+
         ex = self.executor
         assert ex is not None
         dev = ex.s.safety
-        if dev is None:
+        if dev is None or isinstance(dev, NominalSafety):
             return
         while True:
             try:
@@ -495,16 +505,14 @@ class Run:
         self, data: Path, bus: EventBus, run_id: str
     ) -> AsyncIterator[Services]:
         from runner.devices.factory import build_devices
-        from runner.engine.framestore import FrameStore, NullFrameStore
+        from runner.engine.framestore import FrameStore
 
         eq = self.equipment
-        if isinstance(self.clock, VirtualClock):
+        if self.opt.dry_run:
             async with self._nominal_services(bus) as services:
                 yield services
             return
-        if self.opt.dry_run:
-            eq = _simulated(eq)
-        if self._own_devices or self.opt.dry_run:
+        if self._own_devices:
             devices = build_devices(eq, self.clock, site=self.plan.site)
             await devices.connect_all()
         else:
@@ -518,15 +526,11 @@ class Run:
                     _guider(eq, self.clock, devices.world, bus)
                 )
             resume = self._resume_state
-            frames = (
-                NullFrameStore() if self.opt.dry_run
-                else FrameStore(data, self.plan, eq, run_id,
+            frames = FrameStore(data, self.plan, eq, run_id,
                                 reserved=resume.used_paths if resume else (),
                                 notify=lambda kind, message: bus.emit(kind, message=message))
-            )
-            if isinstance(frames, FrameStore):
-                frames.forget(self._lost_frames)
-                frames.catch_up(journalled_frames(data))
+            frames.forget(self._lost_frames)
+            frames.catch_up(journalled_frames(data))
             stack.callback(frames.close)
             slots: dict[str, int] = {}
             if devices.filter_wheel is not None and eq.filter_wheel is not None:
@@ -544,8 +548,7 @@ class Run:
             from runner.stacking.night_masters import plan_builds_masters
 
             stacking = None
-            if not self.opt.dry_run and (any(t.stack for t in self.plan.targets)
-                                         or plan_builds_masters(self.plan)):
+            if any(t.stack for t in self.plan.targets) or plan_builds_masters(self.plan):
                 from runner.engine.stacking_link import StackingLink
 
                 stacking = StackingLink(data, bus, self._journal, resume)
@@ -568,7 +571,7 @@ class Run:
                 safety=devices.safety,
                 guider=guider,
                 frames=frames,
-                measure_hfr=None if self.opt.dry_run else measure_hfr,
+                measure_hfr=measure_hfr,
                 autofocus=_autofocuser(devices, eq, self.clock, bus),
                 visibility=visibility,
                 stacking=stacking,
@@ -579,7 +582,7 @@ class Run:
             yield services
         finally:
             await stack.aclose()
-            if self._own_devices or self.opt.dry_run:
+            if self._own_devices:
                 with contextlib.suppress(NightrunnerError):
                     await devices.disconnect_all()
 
@@ -654,18 +657,6 @@ def _read_events(path: Path) -> list[dict[str, Any]]:
         if isinstance(e, dict) and "event" in e:
             events.append(e)
     return events
-
-
-def _simulated(eq: Equipment) -> Equipment:
-    """The same rig with every device simulated (for --dry-run)."""
-    updates: dict[str, Any] = {}
-    for name in ("camera", "filter_wheel", "focuser", "mount", "safety"):
-        dev = getattr(eq, name)
-        if dev is not None:
-            updates[name] = dev.model_copy(update={"backend": "simulator"})
-    if eq.guider is not None:
-        updates["guider"] = eq.guider.model_copy(update={"backend": "simulator"})
-    return eq.model_copy(update=updates)
 
 
 def _site_tz(plan: Plan) -> Any:

@@ -6,7 +6,10 @@ nothing.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import sys
+from collections.abc import Iterator
 from datetime import date as Date
 from datetime import datetime
 from pathlib import Path
@@ -118,12 +121,33 @@ def sky_diagnostics(
     return out
 
 
+@contextlib.contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector for a one-shot command. The plan's nodes and the
+    night's events are ~100,000 objects that live to the end; the collector traversed all of
+    them again every few thousand allocations, 1-1.7 s of a 10,000-step estimate's 5-6 s.
+    Reference counting still frees everything else; cycles wait for the collection at the
+    end."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def estimate_main(plan_path: Path, date: str | None, as_json: bool) -> int:
     """``nightrunner estimate PLAN [--date YYYY-MM-DD] [--json]``.
 
     Prints the timeline (a table, or JSON on stdout) and the plan's diagnostics on stderr.
     Exit 0 when the plan was estimated, 1 when the plan is invalid, 2 on a bad ``--date``.
     """
+    with _no_cyclic_gc():
+        return _estimate_main(plan_path, date, as_json)
+
+
+def _estimate_main(plan_path: Path, date: str | None, as_json: bool) -> int:
     from runner.plan.loader import load_plan
 
     day: Date | None = None

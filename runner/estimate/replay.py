@@ -110,7 +110,8 @@ async def _night(
 ) -> Replay:
     program = compile_plan(plan, equipment)
     out = Replay(start=clock.now(), steps=leaf_steps(program))
-    bus = EventBus()  # events carry ``t`` (clock seconds) instead of an ISO clock string
+    # events carry ``t`` (clock seconds) instead of an ISO clock string, and no wall time
+    bus = EventBus(wall_time=False)
 
     def record(ev: dict[str, Any]) -> None:
         ev["t"] = clock.monotonic()

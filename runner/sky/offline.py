@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 _configured = False
+_iers_ready = False
 _lock = threading.Lock()
 
 #: Serialises astropy computations: astropy's lazy table loading is not thread-safe, and
@@ -57,13 +58,20 @@ def configure_offline() -> None:
 
 @contextmanager
 def quiet() -> Iterator[None]:
-    """Hold the astropy lock and hide the harmless far-future precision warnings."""
+    """Hold the astropy lock and hide the harmless far-future precision warnings; the first
+    time, give astropy its IERS table from the cache (:mod:`runner.sky.iers_cache`)."""
     from astropy.utils.exceptions import AstropyWarning
     from erfa import ErfaWarning  # type: ignore[import-untyped]
 
+    global _iers_ready
     with ASTROPY_LOCK, warnings.catch_warnings():
         warnings.filterwarnings(
             "ignore", message=r"Tried to get polar motions", category=AstropyWarning
         )
         warnings.filterwarnings("ignore", message=r".*dubious year", category=ErfaWarning)
+        if not _iers_ready:  # the Earth-orientation table from the cache (1 s saved)
+            from runner.sky import iers_cache
+
+            iers_cache.install()
+            _iers_ready = True
         yield

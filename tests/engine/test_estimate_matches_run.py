@@ -1,13 +1,39 @@
 """The estimate and the run walk the same plan by the same rules: on the simulators they
-agree on what is taken and, within the overheads the estimate cannot know, on how long."""
+agree on what is taken and, within the overheads the estimate cannot know, on how long.
+
+The simulated night runs on the virtual clock (the simulators, frames written and measured,
+PHD2's simulator: everything but the clock is the night's). At ``--speed 300`` on a clock
+that flows with the wall clock, every real millisecond the host spends where the night waits
+became 0.3 s of the night: on a loaded machine the target took 2,450-3,400 s against 2,240 s
+predicted and the test failed although the rules agreed. On the virtual clock the host's
+speed costs the night nothing (work in threads stops its time), so the comparison is of the
+rules alone.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
+from pathlib import Path
 
+from runner.clock import VirtualClock, VirtualLoop
+from runner.engine.run import Run, RunOptions, RunResult
 from runner.estimate import estimate
 from runner.plan.loader import load_plan
 from tests.engine.conftest import CLUSTER, EVENING, Rig, names
+
+
+def run_on_virtual_clock(rig: Rig, plan_path: Path) -> RunResult:
+    """The night of ``plan_path`` on the simulators, in virtual time from ``EVENING``."""
+    loaded = load_plan(plan_path)
+    assert loaded.plan is not None and loaded.equipment is not None
+    opts = RunOptions(data_dir=rig.data, start=EVENING, progress="none",
+                      plan_text=plan_path.read_bytes(), plan_path=plan_path)
+    with asyncio.Runner(loop_factory=VirtualLoop) as runner:
+        loop = runner.get_loop()
+        assert isinstance(loop, VirtualLoop)
+        run = Run(loaded.plan, loaded.equipment, opts, clock=VirtualClock(loop, EVENING))
+        return runner.run(run.execute())
 
 
 def test_the_estimate_predicts_the_simulated_night(rig: Rig) -> None:
@@ -34,8 +60,9 @@ def test_the_estimate_predicts_the_simulated_night(rig: Rig) -> None:
     loaded = load_plan(plan_path)
     assert loaded.plan is not None and loaded.equipment is not None
     predicted = estimate(loaded.plan, loaded.equipment, start=EVENING)
-    result = rig.run(plan_path, speed=300)
+    result = run_on_virtual_clock(rig, plan_path)
     assert result.outcome == "completed"
+    assert result.summary["dry_run"] is False and len(rig.fits()) == 18  # a real night's frames
     [target] = predicted.targets
     assert target.light_frames() == result.summary["frames"]["light"] == 18
     events = rig.events(result)

@@ -201,3 +201,38 @@ def test_a_master_set_cut_by_kill_9_is_combined_whole_after_the_resume(rig: Rig)
     built = [e for e in events if e["event"] == "calibration_master"]
     assert [(e["kind"], e["frames"]) for e in built] == [("bias", 8)]
     assert len(rig.fits()) == 8 + 1  # the eight biases and their master
+
+
+def test_a_resumed_until_frames_loop_counts_the_lights_it_took_before(rig: Rig) -> None:
+    plan = rig.write(f"""\
+        targets:
+          - name: NGC 188
+            coordinates: {CLUSTER}
+            sequence:
+              - filter: L
+              - repeat: {{until: {{frames: 5}}}}
+                steps:
+                  - expose: {{count: 2, exposure: 5}}
+        """)
+    run = rig.make_run(plan)
+    taken = 0
+
+    def abort_at_third_frame(event: dict[str, Any]) -> None:
+        nonlocal taken
+        if event["event"] == "frame":
+            taken += 1
+            if taken == 3:  # mid-way through the loop's second iteration
+                run.abort("test abort")
+
+    run.listeners.append(abort_at_third_frame)
+    first = asyncio.run(run.execute())
+    assert first.outcome == "aborted"
+    before = first.summary["frames"]["light"]
+    assert before >= 3
+    again = rig.run(plan, resume=True)
+    assert again.outcome == "completed"
+    assert again.summary["frames"]["skipped_on_resume"] == before
+    assert again.summary["frames"]["light"] == 5  # the loop's five, not five more
+    keys = [e["key"] for e in Journal.read(again.run_dir / "journal.jsonl")
+            if e["type"] == "frame"]
+    assert len(keys) == len(set(keys)) == 5
