@@ -553,11 +553,8 @@ class Run:
 
                 stacking = StackingLink(data, bus, self._journal, resume)
                 stack.push_async_callback(stacking.close)
-            from runner.stacking.hfr_worker import HfrWorker
+            from runner.stacking.detect import measure_hfr
 
-            # sep holds the GIL for its whole call: measured in a child, the loop never waits
-            measure_hfr = HfrWorker()
-            stack.callback(measure_hfr.close)
             solver = None
             if not self.opt.dry_run:  # a dry run's slews centre nominally (no solver)
                 from runner.solve.frames import FrameSolver
@@ -575,7 +572,7 @@ class Run:
                 guider=guider,
                 frames=frames,
                 measure_hfr=measure_hfr,
-                autofocus=_autofocuser(devices, eq, self.clock, bus, measure_hfr),
+                autofocus=_autofocuser(devices, eq, self.clock, bus),
                 visibility=visibility,
                 stacking=stacking,
                 site_tz=tz,
@@ -696,13 +693,13 @@ def _prefetch(visibility: Any, plan: Plan, start: datetime) -> None:
         views[0].prefetch(views[1:], start, start + timedelta(hours=24))
 
 
-def _autofocuser(devices: Any, eq: Equipment, clock: Clock, bus: EventBus,
-                 measure_hfr: Any) -> Any:
+def _autofocuser(devices: Any, eq: Equipment, clock: Clock, bus: EventBus) -> Any:
     if devices.focuser is None:
         return None
 
     async def autofocus(settings: Any, filter_name: str | None) -> dict[str, Any]:
         from runner.engine.autofocus import run_autofocus
+        from runner.stacking.detect import measure_hfr
 
         result = await run_autofocus(
             devices.camera, devices.focuser, clock=clock, steps=settings.steps,

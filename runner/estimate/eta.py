@@ -87,20 +87,6 @@ class EtaCache:
 
     async def _compute(self, run: Any) -> None:
         try:
-            self._value = (id(run), await asyncio.to_thread(_eta_elsewhere, run))
+            self._value = (id(run), await asyncio.to_thread(eta_of, run))
         except Exception as exc:  # an ETA that cannot be computed never breaks status
             log.warning("eta not computed: %s", exc)
-
-
-def _eta_elsewhere(run: Any) -> Eta | None:
-    """:func:`eta_of` in a forked child (runner.forked: a Python thread would hold up the
-    night's event loop and every status request for as long as the re-estimate runs)."""
-    from runner.forked import CAN_FORK, fork_call
-
-    if not CAN_FORK:
-        return eta_of(run)
-    return fork_call(lambda: eta_of(run), timeout=ETA_TIME_LIMIT_S)()
-
-
-#: real seconds a re-estimate may take before it is given up (a 10,000-step plan takes ~3 s)
-ETA_TIME_LIMIT_S = 60.0

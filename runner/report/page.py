@@ -169,23 +169,33 @@ def sky_later(night: Night) -> Any:
     long as everything else the report does), so both cores work; in this process when it
     is (at the end of a night, astropy is warm). Called before matplotlib is imported and
     the index is read, so that the child starts first and the rest runs beside it."""
+    import os
     import sys
 
     kept = _kept_sky(night)
     if kept is not None:
         return lambda: kept
-    from runner.forked import CAN_FORK, ChildFailed, fork_call
-
-    if "astropy.coordinates" in sys.modules or not CAN_FORK:
+    if "astropy.coordinates" in sys.modules or not hasattr(os, "fork"):
         return lambda: _sky(night)
-    # JSON as report.json keeps them, whichever process computed them
-    later = fork_call(lambda: json.loads(json.dumps(_sky(night), default=str)))
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: compute, send JSON, leave without any clean-up of the parent's
+        os.close(r)
+        try:
+            data = json.dumps(_sky(night), default=str).encode()
+        except BaseException:
+            data = b"null"
+        with os.fdopen(w, "wb") as out:
+            out.write(data)
+        os._exit(0)
+    os.close(w)
 
     def result() -> Any:
-        try:
-            return later()
-        except ChildFailed:
-            return _sky(night)
+        with os.fdopen(r, "rb") as f:
+            data = f.read()
+        os.waitpid(pid, 0)
+        got = json.loads(data) if data else None
+        return got if isinstance(got, dict) else _sky(night)
 
     return result
 

@@ -90,29 +90,3 @@ def test_a_saturated_star_does_not_count_towards_hfr() -> None:
 def test_a_one_dimensional_array_is_refused() -> None:
     with pytest.raises(StackingError):
         detect_stars(np.zeros(1000))
-
-
-def test_the_nights_hfr_is_measured_in_a_child_process_with_the_same_numbers() -> None:
-    """sep holds the GIL for its whole call, so a night measures each light in a worker
-    process (runner.stacking.hfr_worker): the same HFR as in-process, frame after frame, and
-    a worker that dies is replaced by measuring in-process — never a lost number."""
-    from runner.stacking.hfr_worker import HfrWorker
-
-    worker = HfrWorker()
-    try:
-        for sigma in (1.5, 2.5):
-            image, _ = gaussian_star_image((384, 384), sigma, n_stars=49, seed=3)
-            frame = np.clip(image * 1000 + 500, 0, 65535).astype(np.uint16)
-            assert worker(frame) == measure_hfr(frame)
-        assert worker._proc is not None and worker._proc.poll() is None  # it was a child
-        child = worker._proc
-        child.kill()
-        child.wait()
-        image, _ = gaussian_star_image((256, 256), 2.0, n_stars=25, seed=5)
-        frame = np.clip(image * 1000 + 500, 0, 65535).astype(np.uint16)
-        assert worker(frame) == measure_hfr(frame)  # a new child
-        assert worker._proc is not None and worker._proc.pid != child.pid
-        assert worker(np.zeros((64, 64), np.uint16)) is None  # no stars, no HFR
-    finally:
-        worker.close()
-    assert worker._proc is None
