@@ -88,11 +88,20 @@ class Hub:
     def plan_file(self, path: str) -> Path:
         """A plan a client named: absolute or relative to a plans directory, and inside one
         (symlinks resolved)."""
+        if "\x00" in path:
+            raise RpcError("path contains a NUL byte")
+        try:
+            path.encode("utf-8")
+        except UnicodeError:
+            raise RpcError("path is not valid UTF-8 text") from None
         given = Path(path)
         roots = [d.resolve() for d in self.plan_dirs]
         candidates = [given] if given.is_absolute() else [r / given for r in roots]
         for c in candidates:
-            real = c.resolve()
+            try:
+                real = c.resolve()
+            except (OSError, ValueError, RuntimeError):  # a loop of links, a name too long
+                continue
             if any(real.is_relative_to(r) for r in roots):
                 if real.is_file():
                     return real

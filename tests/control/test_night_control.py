@@ -359,7 +359,9 @@ async def test_the_records_of_the_night_answer(night: Served, tmp_path: Path) ->
         # no other file of the hub's machine is read (and echoed back in diagnostics)
         elsewhere = tmp_path / "secret.yaml"
         elsewhere.write_text("password: hunter2\n")
-        for path in (str(elsewhere), "../../secret.yaml", "/etc/passwd"):
+        for path in (str(elsewhere), "../../secret.yaml", "/etc/passwd", "a\x00b",
+                     "\udaf7x.yaml", "x" * 4000):
             refused = await h.call("validate_plan", {"path": path})
-            assert refused["error"]["code"] == -1, (path, refused)
+            # refused (a surrogate already as invalid params), never an internal error
+            assert refused["error"]["code"] in (-1, -32602), (path, refused)
             assert "hunter2" not in json.dumps(refused)
