@@ -100,10 +100,11 @@ class Hub:
         for c in candidates:
             try:
                 real = c.resolve()
+                is_file = real.is_file()
             except (OSError, ValueError, RuntimeError):  # a loop of links, a name too long
                 continue
             if any(real.is_relative_to(r) for r in roots):
-                if real.is_file():
+                if is_file:
                     return real
             elif given.is_absolute():
                 raise RpcError(f"{path} is outside the plans directories "
