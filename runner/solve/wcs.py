@@ -8,10 +8,8 @@ atomically (temporary file in the same directory, fsync, ``os.replace``), as fra
 
 from __future__ import annotations
 
-import contextlib
+import io
 import math
-import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from runner.solve.geometry import position_angle_deg
+from runner.storage.durable import atomic_write_bytes
 
 #: Cards of a TAN(-SIP) solution copied into a frame (the solver's other cards are its log).
 WCS_KEYS = ("WCSAXES", "CTYPE1", "CTYPE2", "EQUINOX", "LONPOLE", "LATPOLE", "CRVAL1", "CRVAL2",
@@ -80,14 +79,6 @@ def write_wcs(path: Path, solution: Solution) -> None:
     with fits.open(path, memmap=False) as hdul:
         hdul[0].header.update(solution.header)
         hdul[0].header["PLTSOLVD"] = (True, "plate solved by astrometry.net (Nightrunner)")
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
-        try:
-            with open(tmp, "wb") as fh:
-                hdul.writeto(fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
+        out = io.BytesIO()
+        hdul.writeto(out)
+    atomic_write_bytes(path, out.getvalue())  # the storage layer's: whole file or none

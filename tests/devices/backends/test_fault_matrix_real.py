@@ -14,14 +14,13 @@ import asyncio
 import os
 import re
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from astropy.io import fits
-from backend_rigs import equipment, start_alpaca, start_indi, stop
-from test_server_restart import Server, rig_state
+from backend_rigs import equipment
+from test_server_restart import Server, rig_state, server  # noqa: F401 (the fixture)
 
 from runner.engine.run import Run, RunOptions, RunResult
 from runner.plan.models import Plan
@@ -44,20 +43,6 @@ def _plan() -> Plan:
         }],
         "shutdown": [{"warm": {"to": 15, "rate": 30, "timeout": 600}}, {"park": {}}],
     })
-
-
-@pytest.fixture(params=["alpaca", "indi"])
-def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Server]]:
-    backend: str = request.param
-    directory = tmp_path / backend
-    directory.mkdir()
-    srv = Server(start_alpaca if backend == "alpaca" else start_indi, directory)
-    srv.run()
-    try:
-        yield backend, srv
-    finally:
-        if srv.proc is not None and srv.proc.poll() is None:
-            stop(srv.proc)
 
 
 def _night(backend: str, srv: Server, tmp_path: Path, ending: str
@@ -88,7 +73,7 @@ def _night(backend: str, srv: Server, tmp_path: Path, ending: str
 
 @pytest.mark.parametrize("ending", ENDINGS)
 def test_every_ending_on_real_servers_leaves_the_rig_safe_and_the_frames_whole(
-    server: tuple[str, Server], tmp_path: Path, ending: str
+    server: tuple[str, Server], tmp_path: Path, ending: str,  # noqa: F811 (the fixture)
 ) -> None:
     backend, srv = server
     result, events = _night(backend, srv, tmp_path, ending)
