@@ -2,12 +2,11 @@
 
 Three stages, each chosen for speed on 4k×4k frames without giving up sub-pixel accuracy:
 
-1. **Stars for registration** (:func:`registration_stars`). A copy binned to about 1k pixels
-   on the long side (16× fewer pixels on a 4k frame) finds the bright stars just as well:
-   ``sep``'s background map, a threshold and OpenCV's connected components. Each of the
-   brightest is then re-centroided on the full-resolution frame with an iterated
-   Gaussian-windowed centroid (local background from the stamp's rim). The whole pass costs
-   ~30 ms on a 4k frame, and centroids are good to a few hundredths of a pixel.
+1. **Stars for registration** (:func:`registration_stars`), found by
+   :mod:`runner.stacking.starfind`: a copy binned to about 1k pixels on the long side finds the
+   bright stars just as well, and each is re-centroided on the full-resolution frame with an
+   iterated Gaussian-windowed centroid. ~30 ms on a 4k frame, centroids good to a few
+   hundredths of a pixel, and the event loop is not held while it runs.
 2. **Asterism matching** (:func:`find_transform`). Triangles are formed from each bright star
    and its nearest neighbours; their side ratios are invariant under translation, rotation (any
    angle, so a meridian flip's 180° is nothing special) and scale. Similar triangles propose a
@@ -28,9 +27,9 @@ from typing import Literal
 import cv2
 import numpy as np
 import numpy.typing as npt
-import sep
 
 from runner.errors import RegistrationError, StackingError
+from runner.stacking.starfind import find_bright_stars
 
 FloatArray = npt.NDArray[np.float64]
 F32 = npt.NDArray[np.float32]
@@ -54,15 +53,6 @@ class RegStars:
         return int(self.xy.shape[0])
 
 
-def _bin_factor(shape: tuple[int, int], target: int = 1024) -> int:
-    """Binning for star finding: to ~``target``/2 px, but by at most 4 unless ``target`` itself
-    asks for more. Measured on 2048² frames, binning 4 instead of 2 makes finding 2–4× faster
-    with the same accuracy (0.002–0.007 px, the centroids are refined at full resolution); on
-    4096² frames binning 8 lost accuracy (0.04–0.07 px), so frames of 4k and more keep ~1k."""
-    long_side = max(shape)
-    return max(1, min(round(long_side / (target / 2)), max(4, round(long_side / target))))
-
-
 def registration_stars(
     image: F32,
     *,
@@ -70,146 +60,23 @@ def registration_stars(
     threshold_sigma: float = 5.0,
     bin_target: int = 1024,
 ) -> RegStars:
-    """Positions of up to ``max_stars`` bright, unsaturated-looking, isolated stars.
+    """Positions of up to ``max_stars`` bright stars whose centroids converged.
 
-    ``image`` is a calibrated 2-D float frame (for colour, its luminance).
+    ``image`` is a calibrated 2-D float frame (for colour, its luminance). A quarter more
+    candidates than wanted are centroided, so that losing a few (edge, blend) still leaves
+    ``max_stars``.
     """
     if image.ndim != 2:
         raise StackingError(f"registration needs a 2-D luminance image, got {image.shape}")
-    h, w = image.shape
-    b = _bin_factor((h, w), bin_target)
-    src = np.ascontiguousarray(image, dtype=np.float32)
-    small: F32
-    if b > 1:
-        binned = cv2.resize(
-            src[: (h // b) * b, : (w // b) * b],
-            (w // b, h // b),
-            interpolation=cv2.INTER_AREA,
-        )
-        small = np.asarray(binned, dtype=np.float32)
-    else:
-        small = src.copy()
-    np.nan_to_num(small, copy=False)
-    try:
-        bkg = sep.Background(small, bw=64, bh=64, fw=3, fh=3)
-        back, rms = float(bkg.globalback), float(bkg.globalrms)
-        bkg.subfrom(small)
-    except Exception as exc:  # sep raises bare Exception on bad input
-        raise StackingError(f"background estimation failed: {exc}") from exc
-    if not math.isfinite(rms) or rms <= 0:
-        rms = max(1e-3, 1e-6 * float(np.max(np.abs(small))))
-    x0, y0, flux, sig = _components(small, threshold_sigma * rms, max_stars + max_stars // 4)
-    if len(x0) == 0:
-        return RegStars(np.zeros((0, 2)), np.zeros(0), back, rms * b)
-    # Binned-pixel centres → full-resolution coordinates.
-    x0 = (x0 + 0.5) * b - 0.5
-    y0 = (y0 + 0.5) * b - 0.5
-    sig = np.clip(sig * b, 0.7, 8.0)
-    xy, ok = _refine_centroids(src, x0, y0, sig)
-    xy, flux = xy[ok][:max_stars], flux[ok][:max_stars]
-    # sep's background is per binned pixel of the mean: the same units as full resolution.
-    # Its noise per full-res pixel is b× larger (averaging b² pixels divides it by b).
-    return RegStars(xy, flux, back, rms * b)
-
-
-def _components(
-    sub: F32, threshold: float, keep: int, min_area: int = 3
-) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-    """Threshold + 8-connected components: (x, y, flux, σ) of the ``keep`` brightest blobs.
-
-    ``sep.extract`` spends most of its time deblending and measuring shapes that registration
-    does not need (60–80 ms on a binned 4k frame); this takes ~10 ms. Blends and cosmic rays
-    that slip through are outvoted by the triangle matching and clipped in the final fit.
-    """
-    mask = (sub > threshold).astype(np.uint8)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    empty = np.zeros(0, dtype=np.float64)
-    if n <= 1:
-        return empty, empty, empty, empty
-    # only the pixels above the threshold (a few %) carry flux: sum over those alone
-    on = np.flatnonzero(mask)
-    lab = labels.ravel()[on]
-    vals = sub.ravel()[on].astype(np.float64)
-    flux = np.bincount(lab, weights=vals, minlength=n)
-    h, w = sub.shape
-    left = stats[:, cv2.CC_STAT_LEFT]
-    top = stats[:, cv2.CC_STAT_TOP]
-    width = stats[:, cv2.CC_STAT_WIDTH]
-    height = stats[:, cv2.CC_STAT_HEIGHT]
-    good = (stats[:, cv2.CC_STAT_AREA] >= min_area) & (left > 0) & (top > 0)
-    good &= (left + width < w) & (top + height < h)
-    good[0] = False  # label 0 is the background
-    idx = np.nonzero(good)[0]
-    idx = idx[np.argsort(flux[idx])[::-1][:keep]]
-    if len(idx) == 0:
-        return empty, empty, empty, empty
-    sel = np.zeros(n, dtype=bool)
-    sel[idx] = True
-    pix = sel[lab]
-    ys, xs = np.divmod(on[pix], w)
-    lp = lab[pix]
-    wv = vals[pix]
-    sw = np.bincount(lp, weights=wv, minlength=n)[idx]
-    mx = np.bincount(lp, weights=wv * xs, minlength=n)[idx] / sw
-    my = np.bincount(lp, weights=wv * ys, minlength=n)[idx] / sw
-    mxx = np.bincount(lp, weights=wv * xs * xs, minlength=n)[idx] / sw - mx**2
-    myy = np.bincount(lp, weights=wv * ys * ys, minlength=n)[idx] / sw - my**2
-    sig = np.sqrt(np.clip((mxx + myy) / 2.0, 0.25, None))
-    f: FloatArray = flux[idx].astype(np.float64)
-    return mx.astype(np.float64), my.astype(np.float64), f, sig.astype(np.float64)
-
-
-def _refine_centroids(
-    image: F32, x0: FloatArray, y0: FloatArray, sig: FloatArray, iterations: int = 6
-) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
-    """Iterated Gaussian-windowed centroids (SExtractor's XWIN) on small stamps.
-
-    The window follows the estimate until it moves < 0.001 px; with a symmetric PSF the fixed
-    point is the true centre, independently of the threshold that found the star.
-    """
-    h, w = image.shape
-    n = len(x0)
-    # One stamp size for all (vectorised): ~3 σ of a typical star, enough for the window.
-    r = int(np.clip(np.ceil(3.0 * float(np.median(sig))) + 1, 4, 12)) if n else 4
-    size = 2 * r + 1
-    ok = (x0 >= r + 1) & (y0 >= r + 1) & (x0 < w - r - 2) & (y0 < h - r - 2)
-    ix = np.where(ok, np.round(x0), r + 1).astype(np.intp)
-    iy = np.where(ok, np.round(y0), r + 1).astype(np.intp)
-    off = np.arange(-r, r + 1)
-    rows = iy[:, None, None] + off[None, :, None]
-    cols = ix[:, None, None] + off[None, None, :]
-    stamps = image[rows, cols].astype(np.float64)  # (n, size, size)
-    gy = np.broadcast_to(off[None, :, None].astype(np.float64), (n, size, size))
-    gx = np.broadcast_to(off[None, None, :].astype(np.float64), (n, size, size))
-    # Local sky: median of the stamp's outer ring.
-    ring = (np.abs(off)[:, None] == r) | (np.abs(off)[None, :] == r)
-    sky = np.median(stamps[:, ring], axis=1)
-    stamps -= sky[:, None, None]
-    bad_pixels = ~np.isfinite(stamps)
-    ok &= ~bad_pixels.any(axis=(1, 2))
-    stamps[bad_pixels] = 0.0
-    cx = x0 - ix
-    cy = y0 - iy
-    s2 = (np.maximum(sig, 0.7) ** 2)[:, None, None]
-    for _ in range(iterations):
-        dx = gx - cx[:, None, None]
-        dy = gy - cy[:, None, None]
-        wgt = np.exp(-(dx * dx + dy * dy) / (2.0 * s2)) * stamps
-        tot = wgt.sum(axis=(1, 2))
-        good = tot > 0
-        tot = np.where(good, tot, 1.0)
-        # XWIN update: x += 2·Σ w I (x − x̄) / Σ w I
-        step_x = 2.0 * (wgt * dx).sum(axis=(1, 2)) / tot
-        step_y = 2.0 * (wgt * dy).sum(axis=(1, 2)) / tot
-        step_x = np.clip(np.where(good, step_x, 0.0), -1.0, 1.0)
-        step_y = np.clip(np.where(good, step_y, 0.0), -1.0, 1.0)
-        cx += step_x
-        cy += step_y
-        ok &= good
-        if np.max(np.abs(step_x) + np.abs(step_y), initial=0.0) < 1e-3:
-            break
-    ok &= (np.abs(cx) < r - 2) & (np.abs(cy) < r - 2)
-    return np.column_stack([ix + cx, iy + cy]), ok
+    found = find_bright_stars(
+        image,
+        candidates=max_stars + max_stars // 4,
+        threshold_sigma=threshold_sigma,
+        bin_target=bin_target,
+    )
+    ok = found.refined
+    xy = np.column_stack([found.x[ok], found.y[ok]])[:max_stars]
+    return RegStars(xy, found.flux[ok][:max_stars], found.sky.level, found.sky.rms)
 
 
 # --------------------------------------------------------------------------- transforms

@@ -24,6 +24,10 @@ def test_hfr_and_fwhm_of_gaussian_stars_match_theory_within_3_percent(sigma: flo
     assert hfr is not None and fwhm is not None
     assert hfr == pytest.approx(GAUSS_HFR_PER_SIGMA * sigma, rel=0.03)
     assert fwhm == pytest.approx(2 * GAUSS_HFR_PER_SIGMA * sigma, rel=0.03)
+    # the per-frame measure (a different, GIL-friendly star finder) agrees with the full one
+    before = image.copy()
+    assert measure_hfr(image) == pytest.approx(GAUSS_HFR_PER_SIGMA * sigma, rel=0.03)
+    np.testing.assert_array_equal(image, before)  # and leaves the caller's frame alone
 
 
 @pytest.mark.parametrize("psf", ["gaussian", "moffat"])
@@ -85,6 +89,14 @@ def test_a_saturated_star_does_not_count_towards_hfr() -> None:
     brightest = int(np.argmax(stars.flux))
     assert np.isnan(stars.hfr[brightest])
     assert stars.median_hfr() == pytest.approx(GAUSS_HFR_PER_SIGMA * 2.0, rel=0.03)
+    # most stars clipped, so that counting them would move the median: measure_hfr skips them
+    clipped = np.clip(image + 500, 0, 65535)
+    for tx, ty in truth[:18]:
+        cx, cy = round(tx), round(ty)
+        clipped[cy - 3 : cy + 4, cx - 3 : cx + 4] = 65535
+    assert measure_hfr(clipped.astype(np.uint16)) == pytest.approx(
+        GAUSS_HFR_PER_SIGMA * 2.0, rel=0.03
+    )
 
 
 def test_a_one_dimensional_array_is_refused() -> None:
