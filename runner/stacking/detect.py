@@ -169,7 +169,7 @@ def _half_flux_radius(
     flags = np.empty(len(x), dtype=np.int16)
     # chunk boundaries where the running aperture area crosses a multiple of the budget
     area = np.cumsum(np.square(r_max))
-    cuts = np.flatnonzero(np.diff(area // _RADIUS_CHUNK_AREA, prepend=0.0)) if len(x) else []
+    cuts = np.flatnonzero(np.diff(area // _RADIUS_CHUNK_AREA, prepend=0.0))
     bounds = [0, *(int(c) for c in cuts if c > 0), len(x)]
     for lo, hi in itertools.pairwise(bounds):
         if hi > lo:
