@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,7 @@ class Picture:
     path: Path | None = None
     data: npt.NDArray[Any] | None = None
     bayer: str | None = None
+    reading: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
 
 class Rendered:
@@ -157,11 +159,11 @@ class WebState:
             return None
         if what == "preview":
             return st.preview_jpeg(max_size=1024)
-        from runner.control.web_render import reduced
+        from runner.control.web_render import HISTOGRAM_SIZE, reduced
         from runner.stacking.stretch import histogram
 
         stack = st.stack()  # before any stretch, as seed 004 says
-        return None if stack is None else histogram(reduced(stack, None))
+        return None if stack is None else histogram(reduced(stack, None, HISTOGRAM_SIZE))
 
     def stacker_changed(self, status: dict[str, Any]) -> None:
         """The hub's own stacker reports (from its worker thread) through here."""

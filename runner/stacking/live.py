@@ -407,7 +407,6 @@ class LiveStacker:
             return None
         with self._stack_lock:
             stack = session.stacker.result()
-        stack = np.nan_to_num(stack, nan=float(np.nanmin(stack)))
         long_side = max(stack.shape[:2])
         if max_size is not None and long_side > max_size:
             # Shrink before stretching: the web asks for a preview after every frame, and
@@ -417,6 +416,7 @@ class LiveStacker:
             scale = max_size / long_side
             size = (max(1, round(w * scale)), max(1, round(h * scale)))
             stack = np.asarray(cv2.resize(stack, size, interpolation=cv2.INTER_AREA), np.float32)
+        stack = np.nan_to_num(stack, nan=float(np.nanmin(stack)))
         disp = display_image(stack, session.stretch, flip=session.settings.flip)
         return jpeg_bytes(disp, max_size=max_size)
 
