@@ -29,11 +29,15 @@ def sse(source: Latest, payload: Callable[[], Awaitable[Any]], *,
 
     async def body() -> AsyncIterator[bytes]:
         version = -1 if initial else source.version
+        last: Any = None
         while True:
             if version == -1 or version != source.version:
                 version = source.version
                 value = await payload()
-                if value is not None:
+                # a rendering may already show a later change than ``version`` (renders are
+                # paced): the same rendering is never sent twice
+                if value is not None and value is not last:
+                    last = value
                     yield _data(value)
             elif not await source.newer(version, KEEPALIVE):
                 yield b": keep-alive\n\n"
@@ -73,13 +77,17 @@ def mjpeg(source: Latest, frame: Callable[[], Awaitable[bytes | None]]) -> Strea
 
     async def body() -> AsyncIterator[bytes]:
         version = -1
+        last: bytes | None = None
         while True:
             if version == source.version and not await source.newer(version, KEEPALIVE):
                 continue
             version = source.version
             jpeg = await frame()
-            if jpeg is None:  # nothing to show yet (or unreadable): wait for the next one
+            # None: nothing to show yet (or unreadable), wait for the next one; ``last``: a
+            # paced rendering already showed this change
+            if jpeg is None or jpeg is last:
                 continue
+            last = jpeg
             yield (f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
                    f"Content-Length: {len(jpeg)}\r\n\r\n").encode() + jpeg + b"\r\n"
 

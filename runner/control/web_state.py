@@ -27,6 +27,7 @@ from runner.control.fanout import FanOut
 
 HISTORY = 2000  # graph points kept (a long night at one frame a minute)
 EVENT_LOG = 200
+RENDER_INTERVAL = 1.0  # s between renderings of one picture or histogram
 
 
 class Latest:
@@ -73,14 +74,23 @@ class Rendered:
         self._version = -1
         self._value: Any = None
         self._lock = asyncio.Lock()
+        self._rendered_at = -math.inf
 
     async def get(self) -> tuple[int, Any]:
         if self._version != self.source.version:
             async with self._lock:  # the viewers that ask together wait for one rendering
-                version = self.source.version
-                if self._version != version:
+                if self._version != self.source.version:
+                    loop = asyncio.get_running_loop()
+                    # At most one rendering a second: frames arriving faster (short
+                    # exposures, a night at speed) show the latest, and the renders' CPU and
+                    # GIL time stay off the control plane's replies.
+                    wait = self._rendered_at + RENDER_INTERVAL - loop.time()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                    version = self.source.version
                     value = await asyncio.to_thread(self._safe, self.source.value)
                     self._version, self._value = version, value
+                    self._rendered_at = loop.time()
         return self._version, self._value
 
     def _safe(self, value: Any) -> Any:
