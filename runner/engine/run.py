@@ -1,5 +1,6 @@
-"""A run from start to finish: data directory, lock, devices, guider, stacker, journal,
-signals, the executor, the safe shutdown and the summary.
+"""A run from start to finish: data directory, lock, journal, signals, the executor, the
+safe shutdown — with its run directory (:mod:`run_dirs`), its services (:mod:`run_services`)
+and its record (:mod:`run_record`) built beside it.
 
 Exit semantics (CLI): completed → 0 (targets skipped by constraints are not failures);
 failed or aborted → 1, always after the shutdown sequence ran.
@@ -10,32 +11,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import logging
 import os
-import re
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from runner.clock import VIRTUAL_HORIZON_S, Clock, ScaledClock, VirtualClock, VirtualLoop
-from runner.devices.interfaces import Guider
+from runner.clock import VIRTUAL_HORIZON_S, ScaledClock, VirtualClock, VirtualLoop
 from runner.engine.compiler import Program, compile_plan
 from runner.engine.events import EventBus
-from runner.engine.executor import Executor, FatalRunError, Services
+from runner.engine.executor import Executor, FatalRunError
 from runner.engine.journal import Journal, ResumeState, plan_digest, resume_state
 from runner.engine.lock import DataDirLock
 from runner.engine.memory import keep_frame_buffers
-from runner.engine.reconcile import journalled_frames, reconcile
-from runner.engine.summary import whole_night
+from runner.engine.reconcile import reconcile
+from runner.engine.run_dirs import find_resumable, new_run_dir, why_nothing_to_resume
+from runner.engine.run_record import write_record
+from runner.engine.run_services import night_services, site_tz
 from runner.errors import NightrunnerError, RunAborted
 from runner.plan.equipment import Equipment
-from runner.plan.models import Plan, Target
-from runner.storage.durable import atomic_write_text, fsync_dir
+from runner.plan.models import Plan
 
 log = logging.getLogger("nightrunner.run")
 
@@ -73,64 +72,6 @@ class RunResult:
         return 0 if self.outcome == "completed" and self.rig_safe else 1
 
 
-@contextlib.contextmanager
-def _noting(problems: list[str], what: str) -> Iterator[None]:
-    try:
-        yield
-    except Exception as exc:  # OSError mostly; a bug in the report must not hide the rest
-        problems.append(f"{what}: {type(exc).__name__}: {exc}")
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()[:40] or "plan"
-
-
-def _find_resumable(runs: Path, digest: str) -> Path | None:
-    """The latest run of this plan, unless it finished. Its plan is read from ``run.json`` or,
-    when that is unreadable (a crash before the disk had it), from the journal's
-    ``run_start`` entries, which carry the same digest."""
-    if not runs.is_dir():
-        return None
-    for d in sorted((p for p in runs.iterdir() if p.is_dir()), reverse=True):
-        if _run_digest(d) != digest:
-            continue
-        if resume_state(d / "journal.jsonl").finished:
-            return None  # the latest run of this plan finished: nothing to resume
-        return d
-    return None
-
-
-def _why_nothing_to_resume(runs: Path, digest: str, plan_path: Path | None, name: str) -> str:
-    """The message for a --resume that finds nothing: a plan edited since its interrupted run
-    is the common case, and the user must hear that the edit is why."""
-    fresh = "starting a fresh run"
-    if not runs.is_dir():
-        return f"nothing to resume for this plan: {fresh}"
-    wanted = str(plan_path) if plan_path else None
-    for d in sorted((p for p in runs.iterdir() if p.is_dir()), reverse=True):
-        try:
-            info = json.loads((d / "run.json").read_text())
-        except (OSError, ValueError):
-            continue
-        if not isinstance(info, dict) or info.get("plan_digest") == digest:
-            continue
-        same = (wanted is not None and info.get("plan") == wanted) or info.get("plan_name") == name
-        if same and not resume_state(d / "journal.jsonl").finished:
-            return (f"the plan changed since its interrupted run {d.name}: a changed plan "
-                    f"is not resumed (that run's frames stay on disk); {fresh}")
-    return f"nothing to resume for this plan: {fresh}"
-
-
-def _run_digest(run_dir: Path) -> str | None:
-    try:
-        info = json.loads((run_dir / "run.json").read_text())
-        if isinstance(info, dict) and info.get("plan_digest"):
-            return str(info["plan_digest"])
-    except (OSError, ValueError):
-        pass
-    return resume_state(run_dir / "journal.jsonl").plan_digest
-
-
 class Run:
     """Owns everything one night needs; ``await Run(...).execute()``."""
 
@@ -158,19 +99,19 @@ class Run:
         self.bus: EventBus | None = None
         self._shutting_down = False
         self.devices: Any = devices
-        self._own_devices = devices is None
+        self.owns_devices = devices is None
         self.listeners = list(listeners or [])
         self.run_dir: Path | None = None
         self.warnings: list[str] = []  # from collaborators (the control plane), for the log
-        self._resume_state: ResumeState | None = None
-        self._journal: Journal | None = None
-        self._lost_frames: list[str] = []
-        self._errors: list[str] = []  # errors outside the executor (set-up), for the summary
+        self.resume_from: ResumeState | None = None
+        self.journal: Journal | None = None  # set when the run directory is chosen
+        self.lost_frames: list[str] = []
+        self.setup_errors: list[str] = []  # errors outside the executor (set-up), for the summary
         #: the night's first step has run: the clock held during set-up flows again
         self.night_begun = False
 
     def _run_error(self, bus: EventBus, message: str) -> None:
-        self._errors.append(message)
+        self.setup_errors.append(message)
         bus.emit("error", message=message)
 
     # ------------------------------------------------------------------ control
@@ -251,7 +192,7 @@ class Run:
         Python (a closed stdout raises, and the console listener is dropped). On a hub's
         devices (``nightrunner serve``) the hub owns the signals: it aborts the night and
         stops; taking them here would leave the hub without its handlers afterwards."""
-        if not self._own_devices:
+        if not self.owns_devices:
             yield
             return
         loop = asyncio.get_running_loop()
@@ -279,26 +220,15 @@ class Run:
         run_dir: Path | None = None
         resumed_note = None
         if self.opt.resume:
-            run_dir = _find_resumable(runs, digest)
+            run_dir = find_resumable(runs, digest)
             if run_dir is not None:
                 resume = resume_state(run_dir / "journal.jsonl")
             else:
-                resumed_note = _why_nothing_to_resume(runs, digest, self.opt.plan_path,
-                                                      self.plan.name)
+                resumed_note = why_nothing_to_resume(runs, digest, self.opt.plan_path,
+                                                     self.plan.name)
         if run_dir is None:
-            stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-            run_dir = runs / f"{stamp}-{_slug(self.plan.name)}"
-            n = 1
-            while run_dir.exists():
-                n += 1
-                run_dir = runs / f"{stamp}-{_slug(self.plan.name)}-{n}"
-            run_dir.mkdir(parents=True)
-            fsync_dir(runs)
-            atomic_write_text(run_dir / "run.json", json.dumps({
-                "plan": str(self.opt.plan_path) if self.opt.plan_path else None,
-                "plan_name": self.plan.name, "plan_digest": digest,
-                "started": datetime.now(UTC).isoformat(), "dry_run": self.opt.dry_run,
-            }, indent=2))
+            run_dir = new_run_dir(runs, self.plan.name, digest, self.opt.plan_path,
+                                  dry_run=self.opt.dry_run)
         bus = EventBus(run_dir / "events.jsonl", clock=self.clock)
         self.bus = bus
         self.run_dir = run_dir
@@ -317,16 +247,16 @@ class Run:
             bus.emit("resume", run=run_dir.name, frames=len(resume.frames),
                      adopted=fixed.adopted, lost=fixed.lost,
                      temp_files_removed=fixed.temps_removed)
-            self._lost_frames = fixed.lost
-        self._resume_state = resume
-        self._journal = journal
+            self.lost_frames = fixed.lost
+        self.resume_from = resume
+        self.journal = journal
         journal.record("run_start", resume=resume is not None, speed=self.clock.speed,
                        plan_digest=digest)
         real_start = time.monotonic()
         clock_start = self.clock.monotonic()
         outcome = "failed"
         try:
-            async with self._services(data, bus, run_dir.name) as services:
+            async with night_services(self, data, bus, run_dir.name) as services:
                 self.executor = Executor(self.program, services, bus, journal, resume)
                 self.executor.start_clock = clock_start
                 # set-up imported astropy, pydantic, numpy…: a million long-lived objects that
@@ -344,44 +274,8 @@ class Run:
             self._run_error(bus, f"internal error: {type(exc).__name__}: {exc}")
             outcome = "failed"
         finally:
-            # the record of the night is written piece by piece: a full or failing disk loses
-            # the piece it hits, never the rest (and never the shutdown, which ran before)
-            problems: list[str] = []
-            with _noting(problems, "journal"):
-                journal.record("run_end" if outcome == "completed" else "run_stopped",
-                               outcome=outcome)
-            with _noting(problems, "journal"):
-                journal.close()
-            summary = self._summary(outcome, run_dir, real_start, clock_start)
-            unsafe = self.executor.unsafe if self.executor else []
-            summary["errors"] = [*summary["errors"], *self._errors]
-            summary["rig_safe"] = not unsafe
-            summary["site_timezone"] = None
-            with contextlib.suppress(Exception):  # only a label for the report's times
-                summary["site_timezone"] = getattr(_site_tz(self.plan), "key", None)
-            summary["rig_unsafe_reasons"] = list(unsafe)
-            if bus.write_error:
-                problems.append(f"{bus.write_error} ({bus.write_failures} events)")
-            with _noting(problems, "summary.json"):
-                atomic_write_text(run_dir / "summary.json",
-                                  json.dumps(summary, indent=2, default=str))
-            bus.emit("run_end", outcome=outcome, lights=summary["frames"]["light"],
-                     rig_safe=summary["rig_safe"])
-            with _noting(problems, "console"):
-                listener_close()
-            bus.close()
-            with _noting(problems, "report.html"):
-                _html_report(run_dir)
-            with _noting(problems, "report.md"):
-                from runner.engine.report import write_report
-                from runner.report.versus import markdown_of_report
-
-                events = _read_events(run_dir / "events.jsonl")
-                write_report(run_dir, summary, events,
-                             extra=markdown_of_report(run_dir, summary.get("site_timezone")))
-            summary["record_problems"] = problems
-            for p in problems:
-                log.error("night record: %s", p)
+            summary = write_record(self, outcome, run_dir, journal, bus, listener_close,
+                                   real_start, clock_start)
         return RunResult(outcome, run_dir, summary)
 
     async def _drive(self, bus: EventBus) -> str:
@@ -495,232 +389,8 @@ class Run:
             return rp.close
         from runner.engine.progress import PlainProgress
 
-        bus.subscribe(PlainProgress(tz=_site_tz(self.plan)))
+        bus.subscribe(PlainProgress(tz=site_tz(self.plan)))
         return lambda: None
-
-    # ------------------------------------------------------------------ collaborators
-
-    @contextlib.asynccontextmanager
-    async def _services(
-        self, data: Path, bus: EventBus, run_id: str
-    ) -> AsyncIterator[Services]:
-        from runner.devices.factory import build_devices
-        from runner.engine.framestore import FrameStore
-
-        eq = self.equipment
-        if self.opt.dry_run:
-            async with self._nominal_services(bus) as services:
-                yield services
-            return
-        if self._own_devices:
-            devices = build_devices(eq, self.clock, site=self.plan.site)
-            await devices.connect_all()
-        else:
-            devices = self.devices
-        self.devices = devices
-        guider: Guider | None = None
-        stack = contextlib.AsyncExitStack()
-        try:
-            if eq.guider is not None:
-                guider = await stack.enter_async_context(
-                    _guider(eq, self.clock, devices.world, bus)
-                )
-            resume = self._resume_state
-            frames = FrameStore(data, self.plan, eq, run_id,
-                                reserved=resume.used_paths if resume else (),
-                                notify=lambda kind, message: bus.emit(kind, message=message))
-            frames.forget(self._lost_frames)
-            frames.catch_up(journalled_frames(data))
-            stack.callback(frames.close)
-            slots: dict[str, int] = {}
-            if devices.filter_wheel is not None and eq.filter_wheel is not None:
-                # the profile names the slots (plans use these names); the wheel's own names
-                # are only compared, since drivers often report "Filter 1", "Red" …
-                slots = {f.name: i for i, f in enumerate(eq.filter_wheel.filters)}
-                reported = await devices.filter_wheel.names()
-                if reported[: len(slots)] != list(slots):
-                    bus.emit("warning", message="filter wheel reports slots "
-                             f"{reported}; using the profile's names {list(slots)} in order")
-            tz = _site_tz(self.plan)
-            visibility = _visibility_factory(self.plan, self.clock.now(), tz)
-            # the sky grids take a second or two to compute: do it now, off the event loop
-            await asyncio.to_thread(_prefetch, visibility, self.plan, self.clock.now())
-            from runner.stacking.night_masters import plan_builds_masters
-
-            stacking = None
-            if any(t.stack for t in self.plan.targets) or plan_builds_masters(self.plan):
-                from runner.engine.stacking_link import StackingLink
-
-                stacking = StackingLink(data, bus, self._journal, resume)
-                stack.push_async_callback(stacking.close)
-            from runner.stacking.detect import measure_hfr
-
-            solver = None
-            if not self.opt.dry_run:  # a dry run's slews centre nominally (no solver)
-                from runner.solve.frames import FrameSolver
-
-                solver = FrameSolver(data / "solve", focal_length=eq.focal_length,
-                                     pixel_size=eq.camera.pixel_size,
-                                     instrument=eq.camera.name, telescope=eq.telescope)
-            services = Services(
-                clock=self.clock,
-                camera=devices.camera,
-                filter_wheel=devices.filter_wheel,
-                focuser=devices.focuser,
-                mount=devices.mount,
-                safety=devices.safety,
-                guider=guider,
-                frames=frames,
-                measure_hfr=measure_hfr,
-                autofocus=_autofocuser(devices, eq, self.clock, bus),
-                visibility=visibility,
-                stacking=stacking,
-                site_tz=tz,
-                filter_slots=slots,
-                solver=solver,
-            )
-            yield services
-        finally:
-            await stack.aclose()
-            if self._own_devices:
-                with contextlib.suppress(NightrunnerError):
-                    await devices.disconnect_all()
-
-    @contextlib.asynccontextmanager
-    async def _nominal_services(self, bus: EventBus) -> AsyncIterator[Services]:
-        """--dry-run on the virtual clock: nominal devices, no frames written, no stacks."""
-        from runner.devices.sim.nominal import NominalRig
-        from runner.engine.framestore import NullFrameStore
-
-        clock = self.clock
-        rig = NominalRig.build(self.equipment, clock, self.plan.site.latitude,
-                               self.plan.site.longitude)
-        await rig.connect()
-        self.devices = rig  # the control plane reads the dry run's (nominal) rig
-        tz = _site_tz(self.plan)
-        visibility = _visibility_factory(self.plan, clock.now(), tz)
-        await asyncio.to_thread(_prefetch, visibility, self.plan, clock.now())
-        yield Services(
-            clock=clock, camera=rig.camera, filter_wheel=rig.filter_wheel, focuser=rig.focuser,
-            mount=rig.mount, safety=rig.safety, guider=rig.guider, frames=NullFrameStore(),
-            measure_hfr=None, autofocus=rig.autofocuser(self.equipment, clock),
-            visibility=visibility, site_tz=tz, filter_slots=rig.filter_slots,
-        )
-
-    # ------------------------------------------------------------------ summary
-
-    def _summary(
-        self, outcome: str, run_dir: Path, real_start: float, clock_start: float
-    ) -> dict[str, Any]:
-        ex = self.executor
-        c = ex.counters if ex else None
-        frames, per_target = whole_night(self._resume_state, c)
-        return {
-            "plan": self.plan.name,
-            "outcome": outcome,
-            "abort_reason": self.abort_reason,
-            "run_dir": str(run_dir),
-            "data_dir": str(self.opt.data_dir),
-            "real_seconds": round(time.monotonic() - real_start, 3),
-            "clock_seconds": round(self.clock.monotonic() - clock_start, 1),
-            "speed": self.clock.speed,
-            "dry_run": self.opt.dry_run,
-            "frames": frames,
-            "per_target": per_target,
-            "dithers": c.dithers if c else 0,
-            "dithers_skipped": c.dithers_skipped if c else 0,
-            "autofocus_runs": c.autofocus_runs if c else 0,
-            "retries": c.retries if c else 0,
-            "errors": c.errors if c else [],
-            "final_state": ex.model.state if ex else None,
-        }
-
-
-def _html_report(run_dir: Path) -> None:
-    from runner.report import write_html_report
-
-    write_html_report(run_dir)
-
-
-def _read_events(path: Path) -> list[dict[str, Any]]:
-    """The event log for the report; a line torn by a kill in an earlier segment is skipped."""
-    events: list[dict[str, Any]] = []
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:  # a failing disk: the report shows what the summary holds
-        return events
-    for line in text.splitlines():
-        try:
-            e = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(e, dict) and "event" in e:
-            events.append(e)
-    return events
-
-
-def _site_tz(plan: Plan) -> Any:
-    from runner.sky.timeutil import site_timezone
-
-    return site_timezone(plan.site)
-
-
-def _visibility_factory(plan: Plan, start: datetime, tz: Any) -> Any:
-    """Constraint evaluation per target. Clock times resolve after the start of the night
-    (local noon), so a run resumed after midnight keeps the night's windows."""
-    from runner.sky import night_start
-    from runner.sky.visibility import TargetVisibility
-
-    reference = night_start(start, tz)
-    cache: dict[int, TargetVisibility] = {}
-
-    def get(t: Target) -> TargetVisibility:
-        v = cache.get(id(t))
-        if v is None:
-            v = cache[id(t)] = TargetVisibility(t, plan.site, reference)
-        return v
-
-    return get
-
-
-def _prefetch(visibility: Any, plan: Plan, start: datetime) -> None:
-    from datetime import timedelta
-
-    views = [visibility(t) for t in plan.targets]
-    if plan.trigger_set().meridian_flip is None:  # hour angles are needed only for flips
-        views = [v for v in views if v.constraints]
-    if views:
-        views[0].prefetch(views[1:], start, start + timedelta(hours=24))
-
-
-def _autofocuser(devices: Any, eq: Equipment, clock: Clock, bus: EventBus) -> Any:
-    if devices.focuser is None:
-        return None
-
-    async def autofocus(settings: Any, filter_name: str | None) -> dict[str, Any]:
-        from runner.engine.autofocus import run_autofocus
-        from runner.stacking.detect import measure_hfr
-
-        result = await run_autofocus(
-            devices.camera, devices.focuser, clock=clock, steps=settings.steps,
-            step_size=settings.step_size or (eq.focuser.step_size if eq.focuser else 100),
-            exposure=settings.exposure, fit=settings.fit,
-            backlash=eq.focuser.backlash if eq.focuser else 0, measure_hfr=measure_hfr,
-        )
-        return result.to_dict() if hasattr(result, "to_dict") else dict(vars(result))
-
-    return autofocus
-
-
-@contextlib.asynccontextmanager
-async def _guider(
-    eq: Equipment, clock: Clock, world: Any, bus: EventBus
-) -> AsyncIterator[Guider]:
-    from runner.engine.guider_link import open_guider
-
-    async with open_guider(eq, clock, world, bus) as g:
-        yield g
-
 
 def default_data_dir(eq: Equipment) -> Path:
     if eq.data_dir:

@@ -19,8 +19,9 @@ from runner.clock import VIRTUAL_HORIZON_S, VirtualClock, run_virtual
 from runner.devices.sim.nominal import BusyLog, NominalRig
 from runner.engine.compiler import FilterLoop, Leaf, Loop, Node, Program, compile_plan
 from runner.engine.events import EventBus
-from runner.engine.executor import Executor, FatalRunError, Services
+from runner.engine.executor import Executor, FatalRunError
 from runner.engine.journal import Journal, ResumeState
+from runner.engine.run_services import nominal_services
 from runner.errors import NightrunnerError
 from runner.plan.equipment import Equipment
 from runner.plan.models import Plan, Step, Target
@@ -123,12 +124,7 @@ async def _night(
     rig = NominalRig.build(equipment, clock, plan.site.latitude, plan.site.longitude)
     out.busy = rig.log
     await rig.connect()
-    services = Services(
-        clock=clock, camera=rig.camera, filter_wheel=rig.filter_wheel, focuser=rig.focuser,
-        mount=rig.mount, safety=rig.safety, guider=rig.guider, frames=_NoFrames(),
-        measure_hfr=None, autofocus=rig.autofocuser(equipment, clock),
-        visibility=visibility, site_tz=tz, filter_slots=rig.filter_slots,
-    )
+    services = nominal_services(rig, equipment, clock, visibility, tz, _NoFrames())
     ex = Executor(program, services, bus, _NoJournal(), resume)
     try:
         async with asyncio.timeout(horizon):

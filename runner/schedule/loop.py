@@ -249,14 +249,14 @@ def tonight_unfinished(data_dir: Path, plan: Path, now: datetime,
                        trig: NightTrigger) -> Path | None:
     """The latest run of this plan text, when it is unfinished and began this night."""
     from runner.engine.journal import plan_digest
-    from runner.engine.run import _find_resumable
+    from runner.engine.run_dirs import find_resumable
     from runner.sky.timeutil import night_of, site_timezone
 
     try:
         digest = plan_digest(plan.read_bytes())
     except OSError:
         return None
-    run_dir = _find_resumable(data_dir / "runs", digest)
+    run_dir = find_resumable(data_dir / "runs", digest)
     if run_dir is None:
         return None
     began = first_clock(run_dir)
