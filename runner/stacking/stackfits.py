@@ -11,9 +11,11 @@ disagree on (a focuser temperature, a gain changed mid-night) is left out rather
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +27,10 @@ from runner.stacking.pipeline import StackSettings
 F32 = npt.NDArray[np.float32]
 
 SOFTWARE = "Nightrunner live stacker"
+# the cards of a celestial WCS (with SIP); not the dates a WCS header may carry (the stack's
+# own DATE-OBS is its first frame's)
+_WCS_KEY = re.compile(r"^(WCSAXES|CTYPE\d|CUNIT\d|CRPIX\d|CRVAL\d|CDELT\d|CROTA\d|PC\d_\d|"
+                      r"CD\d_\d|LONPOLE|LATPOLE|RADESYS|EQUINOX|(A|B|AP|BP)_(ORDER|\d+_\d+))$")
 
 
 def _end_of(date_obs: str, exposure: float | None) -> str:
@@ -48,12 +54,16 @@ class StackInfo:
     first_date: str | None = None
     last_end: str | None = None
     temperatures: list[float] = field(default_factory=list)
+    #: the reference frame's celestial WCS (a plate-solved reference): every stacked frame is
+    #: registered onto its pixel grid, so it is the stack's WCS too
+    wcs: fits.Header | None = None
     _common: dict[str, object] = field(default_factory=dict)
     _mixed: set[str] = field(default_factory=set)
 
     def add(self, meta: FrameMeta, source: str | None, *, reference: bool) -> None:
         if reference:
             self.reference = Path(source).name if source else None
+            self.wcs = reference_wcs(source) if source else None
         self.ncombine += 1
         if meta.exposure is not None:
             self.total_exposure += meta.exposure
@@ -135,12 +145,76 @@ def stack_header(info: StackInfo, settings: StackSettings, *, colour: bool = Fal
     put("SWCREATE", SOFTWARE, "software")
     if info.reference:
         h.add_history(f"Registered onto {info.reference}")
+    if info.wcs is not None:
+        h.update(info.wcs)
+        h.add_history(f"WCS of the plate-solved reference frame {info.reference}")
     return h
+
+
+def reference_wcs(path: str | Path) -> fits.Header | None:
+    """The celestial WCS cards of a plate-solved frame (SIP included), or None."""
+    try:
+        header = fits.getheader(path)
+    except (OSError, ValueError):
+        return None
+    if not str(header.get("CTYPE1", "")).startswith("RA--"):
+        return None
+    try:
+        w = _wcs(header)
+    except Exception:  # a malformed WCS is no WCS; the stack is still good
+        return None
+    if not w.has_celestial:
+        return None
+    return _wcs_cards(w)
+
+
+def _wcs(header: fits.Header) -> Any:
+    """astropy's WCS of ``header``, without its notes on cards it completed (MJD-OBS …)."""
+    import warnings
+
+    from astropy.wcs import WCS, FITSFixedWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        return WCS(header, naxis=2)
+
+
+def _wcs_cards(w: Any) -> fits.Header:
+    import warnings
+
+    from astropy.wcs import FITSFixedWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        cards = w.to_header(relax=True)
+    return fits.Header([c for c in cards.cards if _WCS_KEY.match(c.keyword)])
+
+
+def _flipped_wcs(header: fits.Header, width: int) -> None:
+    """Mirror the WCS cards of ``header`` for columns reversed (``image_flip``), in place.
+
+    Column p becomes W + 1 − p: CRPIX1 mirrors and the pixel matrix's first column changes
+    sign. SIP terms cannot be mirrored by a sign alone and are dropped (the linear solution
+    stays, good to the distortion's few pixels at the corners)."""
+    w = _wcs(header)
+    w.sip = None
+    w.wcs.ctype = [c.replace("-SIP", "") for c in w.wcs.ctype]
+    w.wcs.crpix = [width + 1 - w.wcs.crpix[0], w.wcs.crpix[1]]
+    if w.wcs.has_cd():
+        w.wcs.cd = w.wcs.cd * np.array([[-1.0, 1.0], [-1.0, 1.0]])
+    else:
+        w.wcs.pc = w.wcs.get_pc() * np.array([[-1.0, 1.0], [-1.0, 1.0]])
+    for key in [k for k in header if _WCS_KEY.match(k)]:
+        del header[key]
+    header.update(_wcs_cards(w))
 
 
 def fits_bytes(stack: F32, header: fits.Header, *, flip: bool = False) -> bytes:
     """A float32 FITS of a filled (no NaN) stack; colour (H, W, 3) becomes a (3, H, W) cube."""
     img = np.fliplr(stack) if flip else stack
+    if flip and "CTYPE1" in header:
+        header = header.copy()
+        _flipped_wcs(header, stack.shape[1])
     if img.ndim == 3:
         img = np.moveaxis(img, -1, 0)
     hdu = fits.PrimaryHDU(data=np.ascontiguousarray(img, dtype=np.float32), header=header)

@@ -173,3 +173,54 @@ def test_camera_frames_read_exactly_as_astropy_reads_them_and_truncation_is_an_e
     cut.write_bytes(path.read_bytes()[: 2880 * 3])
     with pytest.raises(StackingError, match=r"cut\.fits"):
         read_frame(cut)
+
+
+def _tan_wcs(shape: tuple[int, int]) -> dict[str, object]:
+    """A plate solution's cards (gnomonic, 1.8″/px, a little rotated), as solve-field writes."""
+    scale = 1.8 / 3600
+    angle = np.radians(12.0)
+    cd = scale * np.array([[-np.cos(angle), np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    return {"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CUNIT1": "deg", "CUNIT2": "deg",
+            "CRPIX1": shape[1] / 2 + 0.5, "CRPIX2": shape[0] / 2 + 0.5,
+            "CRVAL1": 12.1075, "CRVAL2": 85.245, "CD1_1": cd[0, 0], "CD1_2": cd[0, 1],
+            "CD2_1": cd[1, 0], "CD2_2": cd[1, 1], "RADESYS": "ICRS", "PLTSOLVD": True}
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_a_stack_inherits_the_plate_solved_reference_frames_wcs(
+    tmp_path: Path, sensor: Sensor, field: StarField, write_fits: WriteFits, flip: bool
+) -> None:
+    import warnings
+
+    from astropy.wcs import WCS, FITSFixedWarning
+
+    warnings.simplefilter("ignore", FITSFixedWarning)  # astropy's notes on MJD-OBS
+    lights = _night(sensor, field, write_fits, ["L"], 4)
+    with fits.open(lights[0], mode="update") as hdul:  # the reference (first) frame is solved
+        hdul[0].header.update(_tan_wcs(sensor.shape))
+    data = tmp_path / "data"
+    stacks = FilterStacks(data, queue_size=8, intermediate_every=0)
+    stacks.begin("NGC 188", flip=flip)
+    assert all(stacks.submit(p) for p in lights)
+    [saved] = stacks.save()
+    assert saved.paths is not None and saved.paths.fits is not None
+    header = fits.getheader(saved.paths.fits)
+    assert header["DATE-OBS"] == START.format(0)  # the stack's own dates, not the WCS's
+    ref, stack = WCS(fits.getheader(lights[0])), WCS(header)
+    h, w = sensor.shape
+    xs, ys = np.array([0.0, 40.5, w - 1.0, 160.0]), np.array([0.0, 200.0, h - 1.0, 120.0])
+    # pixel (x, y) of the stack is pixel (x, y) of the reference (mirrored: W − 1 − x)
+    on_ref = ref.pixel_to_world(w - 1 - xs if flip else xs, ys)
+    assert stack.pixel_to_world(xs, ys).separation(on_ref).arcsec.max() < 0.01
+
+
+def test_a_stack_of_unsolved_frames_claims_no_wcs(
+    tmp_path: Path, sensor: Sensor, field: StarField, write_fits: WriteFits
+) -> None:
+    lights = _night(sensor, field, write_fits, ["L"], 3)
+    stacks = FilterStacks(tmp_path / "data", queue_size=8, intermediate_every=0)
+    stacks.begin("NGC 188")
+    assert all(stacks.submit(p) for p in lights)
+    [saved] = stacks.save()
+    assert saved.paths is not None and saved.paths.fits is not None
+    assert "CTYPE1" not in fits.getheader(saved.paths.fits)
