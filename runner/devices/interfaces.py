@@ -296,6 +296,10 @@ class MountSync(abc.ABC):
     async def sync_to(self, ra_deg: float, dec_deg: float) -> None:
         """The telescope points at (ra_deg, dec_deg), J2000: adopt that as the position."""
 
+    async def can_sync(self) -> bool:
+        """Whether this driver accepts a sync (ASCOM ``CanSync``, INDI's SYNC switch)."""
+        return True
+
 
 class SafetyMonitor(Device):
     @abc.abstractmethod

@@ -63,6 +63,8 @@ class CentreMixin(FocusMixin):
         from runner.solve.astrometry import SolveHints
 
         error: float | None = None
+        syncer = mount if isinstance(mount, MountSync) else None
+        syncs = syncer is not None and await syncer.can_sync()
         for attempt in range(1, c.attempts + 1):
             frame = await actions.expose(s.camera, s.clock, c.exposure, "light", timeout)
             m_ra, m_dec = await mount.coordinates()
@@ -78,14 +80,14 @@ class CentreMixin(FocusMixin):
                 continue
             error = separation_arcsec(ra, dec, sol.ra, sol.dec)
             done = error <= c.tolerance
-            action = "done" if done else "sync" if isinstance(mount, MountSync) else "offset"
+            action = "done" if done else "sync" if syncs else "offset"
             self.bus.emit("centring", attempt=attempt, ra=round(sol.ra, 6),
                           dec=round(sol.dec, 6), error_arcsec=round(error, 2), action=action,
                           path=str(path), solve_s=round(sol.seconds, 2))
             if done:
                 return
-            if isinstance(mount, MountSync):
-                await mount.sync_to(sol.ra, sol.dec)
+            if syncs and syncer is not None:
+                await syncer.sync_to(sol.ra, sol.dec)
                 goal = (ra, dec)
             else:  # aim as far on the other side of the target as the field landed
                 east, north = tangent_offset(ra, dec, sol.ra, sol.dec)

@@ -21,7 +21,7 @@ from runner.clock import Clock
 from runner.devices.alpaca.base import AlpacaDevice
 from runner.devices.alpaca.coords import date_to_j2000, j2000_to_date
 from runner.devices.alpaca.transport import DEFAULT_TIMEOUT
-from runner.devices.interfaces import Mount, PierSide
+from runner.devices.interfaces import Mount, MountSync, PierSide
 from runner.errors import DeviceError
 
 _EQU_OTHER, _EQU_TOPOCENTRIC, _EQU_J2000, _EQU_J2050, _EQU_B1950 = range(5)
@@ -29,7 +29,7 @@ _J2050 = datetime(2050, 1, 1, 12, 0, tzinfo=UTC)
 _PIER = {0: PierSide.east, 1: PierSide.west}
 
 
-class AlpacaMount(AlpacaDevice, Mount):
+class AlpacaMount(AlpacaDevice, Mount, MountSync):
     def __init__(
         self,
         address: str,
@@ -81,6 +81,30 @@ class AlpacaMount(AlpacaDevice, Mount):
         if not await self.tracking() and bool(await self._get("CanSetTracking")):
             await self.set_tracking(True)
         await self._do("SlewToCoordinatesAsync", (ra / 15.0) % 24.0, dec)
+
+    async def can_sync(self) -> bool:
+        return bool(await self._get_optional("CanSync"))
+
+    async def sync_to(self, ra_deg: float, dec_deg: float) -> None:
+        """``SyncToCoordinates`` with J2000 ``ra_deg``/``dec_deg`` (in the mount's equinox).
+
+        Raises:
+            DeviceError: the driver cannot sync, the mount is parked, or it refused.
+        """
+        if not -90.0 <= dec_deg <= 90.0:
+            raise DeviceError(f"{self.label}: declination {dec_deg} outside -90…90")
+        if not await self.can_sync():
+            raise DeviceError(f"{self.label} cannot sync")
+        if await self.is_parked():
+            raise DeviceError(f"{self.label} is parked: unpark before syncing")
+        epoch = self._epoch()
+        ra, dec = ra_deg % 360.0, dec_deg
+        if epoch is not None:
+            ra, dec = await asyncio.to_thread(j2000_to_date, ra, dec, epoch)
+        # ASCOM: a sync to equatorial coordinates is only valid while tracking
+        if not await self.tracking() and bool(await self._get("CanSetTracking")):
+            await self.set_tracking(True)
+        await self._do("SyncToCoordinates", (ra / 15.0) % 24.0, dec)
 
     async def is_slewing(self) -> bool:
         return bool(await self._get("Slewing"))

@@ -14,13 +14,13 @@ from runner.clock import Clock
 from runner.devices.alpaca.coords import date_to_j2000, j2000_to_date
 from runner.devices.indi.base import TELESCOPE, IndiDevice
 from runner.devices.indi.client import BUSY, DEFAULT_TIMEOUT, IndiServer
-from runner.devices.interfaces import Mount, PierSide
+from runner.devices.interfaces import Mount, MountSync, PierSide
 from runner.errors import DeviceError
 
 _JNOW, _J2000 = "EQUATORIAL_EOD_COORD", "EQUATORIAL_COORD"
 
 
-class IndiMount(IndiDevice, Mount):
+class IndiMount(IndiDevice, Mount, MountSync):
     interface = TELESCOPE
     key_property = "TELESCOPE_ABORT_MOTION"
     kind = "mount"
@@ -62,6 +62,35 @@ class IndiMount(IndiDevice, Mount):
             if not self._switch("ON_COORD_SET", mode):
                 await self._send("ON_COORD_SET", {mode: True})
         await self._send(prop, {"RA": (ra / 15.0) % 24.0, "DEC": dec}, until="started")
+
+    async def can_sync(self) -> bool:
+        return self._has("ON_COORD_SET") and "SYNC" in self._prop("ON_COORD_SET").values
+
+    async def sync_to(self, ra_deg: float, dec_deg: float) -> None:
+        """Coordinates sent with ``ON_COORD_SET`` = SYNC, then the switch back to what slews
+        use (a driver keeps the switch: the next slew would otherwise only sync).
+
+        Raises:
+            DeviceError: the driver has no SYNC, the mount is parked, or it refused.
+        """
+        if not -90.0 <= dec_deg <= 90.0:
+            raise DeviceError(f"{self.label}: declination {dec_deg} outside -90…90")
+        if not await self.can_sync():
+            raise DeviceError(f"{self.label} cannot sync")
+        if await self.is_parked():
+            raise DeviceError(f"{self.label} is parked: unpark before syncing")
+        prop = self._coord_property()
+        ra, dec = ra_deg % 360.0, dec_deg
+        if prop == _JNOW:
+            ra, dec = await asyncio.to_thread(j2000_to_date, ra, dec, self.clock.now())
+        values = self._prop("ON_COORD_SET").values
+        before = next((m for m in ("TRACK", "SLEW") if m in values), None)
+        await self._send("ON_COORD_SET", {"SYNC": True})
+        try:
+            await self._send(prop, {"RA": (ra / 15.0) % 24.0, "DEC": dec})
+        finally:
+            if before is not None:
+                await self._send("ON_COORD_SET", {before: True})
 
     async def is_slewing(self) -> bool:
         return self._prop(self._coord_property()).state == BUSY

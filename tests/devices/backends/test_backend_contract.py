@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from backend_rigs import BACKENDS, Rig, build, equipment, free_port
 
-from runner.devices.interfaces import ExposureState, Frame, PierSide, RoiBox
+from runner.devices.interfaces import ExposureState, Frame, MountSync, PierSide, RoiBox
 from runner.errors import DeviceBusy, DeviceDisconnected, DeviceError
 
 WAIT = 30.0  # s, generous bound for any simulated motion or exposure
@@ -272,6 +272,43 @@ async def test_mount_slew_track_park(rig: Rig) -> None:
         await mount.slew_to(*target)
     await mount.unpark()
     assert not await mount.is_parked()
+
+
+async def test_a_sync_makes_the_mount_report_where_it_was_told_it_points(rig: Rig) -> None:
+    """What plate-solved centring does after a solve: the mount adopts the solved position
+    (ASCOM SyncToCoordinates, INDI ON_COORD_SET=SYNC), and a later slew still slews."""
+    mount = rig.mount
+    assert isinstance(mount, MountSync) and await mount.can_sync()
+    if await mount.is_parked():
+        await mount.unpark()
+    ra, dec = await mount.coordinates()
+    target = ((ra + 20.0) % 360.0, 70.0 if dec < 75.0 else 65.0)
+    await mount.slew_to(*target)
+
+    async def stopped() -> bool:
+        return not await mount.is_slewing()
+
+    await until(stopped, f"{rig.backend}: slew", 90.0)
+    # the solve says the field is 0.2° north and 0.3° (of RA) east of where the mount thinks
+    solved = ((target[0] + 0.3) % 360.0, target[1] + 0.2)
+    await mount.sync_to(*solved)
+    got = await mount.coordinates()
+    assert got[1] == pytest.approx(solved[1], abs=0.02)
+    assert (got[0] - solved[0] + 180.0) % 360.0 - 180.0 == pytest.approx(0.0, abs=0.05)
+    # and the switch is back to slewing: the next goto moves the mount
+    await mount.slew_to(*target)
+    await until(stopped, f"{rig.backend}: slew after sync", 90.0)
+    got = await mount.coordinates()
+    assert got[1] == pytest.approx(target[1], abs=0.05)
+    await mount.park()
+
+    async def parked() -> bool:
+        return await mount.is_parked()
+
+    await until(parked, f"{rig.backend}: park", 90.0)
+    with pytest.raises(DeviceError):
+        await mount.sync_to(*target)
+    await mount.unpark()
 
 
 # ---------------------------------------------------------------------------- safety
