@@ -30,11 +30,16 @@ def _describe(e: dict[str, Any]) -> str:
         reason = f" ({e['reason']})" if e.get("reason") else ""
         return f"target {e['target']} {e['status']}{reason}"
     if ev == "resume":
-        orphans = list(e.get("orphans") or [])
-        shown = ", ".join(str(o) for o in orphans[:5]) + (" …" if len(orphans) > 5 else "")
-        plural = "" if len(orphans) == 1 else "s"
-        removed = f"; removed {len(orphans)} unjournalled file{plural}: {shown}" if orphans else ""
-        return f"resuming run {e.get('run')}: {e.get('frames')} frames already taken{removed}"
+        parts = [f"resuming run {e.get('run')}: {e.get('frames')} frames already taken"]
+        for key, what in (("adopted", "kept {n} complete unjournalled frame{s}"),
+                          ("lost", "{n} journalled frame{s} missing, taken again"),
+                          ("temp_files_removed", "removed {n} partial file{s}")):
+            files = [str(f) for f in e.get(key) or []]
+            if files:
+                shown = ", ".join(files[:5]) + (" …" if len(files) > 5 else "")
+                label = what.format(n=len(files), s="" if len(files) == 1 else "s")
+                parts.append(f"{label}: {shown}")
+        return "; ".join(parts)
     if ev == "slewed" and e.get("ra") is not None and e.get("dec") is not None:
         return f"slewed to RA {_hms(float(e['ra']))} Dec {_dms(float(e['dec']))}"
     if ev == "centring":

@@ -47,11 +47,19 @@ def test_a_completed_night_has_no_cause_and_counts_its_errors() -> None:
         "completed: 12 light frames, 1 error; report r/report.md"
 
 
-def test_a_resume_is_announced_with_the_files_it_removed() -> None:
+def test_a_resume_is_announced_with_what_it_found_on_disk() -> None:
+    # the fields the engine's resume event carries (runner/engine/reconcile.Reconciled)
     line = _describe({"event": "resume", "run": "20261125-190000-demo", "frames": 8,
-                      "orphans": ["M81/L/M81_L_30s_0009.fits"]})
-    assert line == ("resuming run 20261125-190000-demo: 8 frames already taken; removed 1 "
-                    "unjournalled file: M81/L/M81_L_30s_0009.fits")
+                      "adopted": ["M81/L/M81_L_30s_0009.fits"],
+                      "lost": ["M81/L/M81_L_30s_0003.fits", "M81/L/M81_L_30s_0004.fits"],
+                      "temp_files_removed": ["M81/L/.M81_L_30s_0010.fits.part"]})
+    assert line == ("resuming run 20261125-190000-demo: 8 frames already taken; "
+                    "kept 1 complete unjournalled frame: M81/L/M81_L_30s_0009.fits; "
+                    "2 journalled frames missing, taken again: M81/L/M81_L_30s_0003.fits, "
+                    "M81/L/M81_L_30s_0004.fits; "
+                    "removed 1 partial file: M81/L/.M81_L_30s_0010.fits.part")
+    assert _describe({"event": "resume", "run": "r", "frames": 3, "adopted": [], "lost": [],
+                      "temp_files_removed": []}) == "resuming run r: 3 frames already taken"
 
 
 def test_each_centring_attempt_is_a_line_with_where_it_landed_and_what_was_done() -> None:
