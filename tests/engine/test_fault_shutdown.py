@@ -202,8 +202,21 @@ def _run_with_fault_at_frame(
     return run, result, seen
 
 
+def _assert_frames_whole(data: Path, at_least: int) -> None:
+    """Every frame on the disk is a complete FITS, and no temporary file is left."""
+    from astropy.io import fits
+
+    frames = sorted(data.rglob("*.fits"))
+    assert len(frames) >= at_least, frames
+    for path in frames:
+        with fits.open(path, memmap=False) as hdul:
+            assert hdul[0].data is not None and hdul[0].data.shape == (
+                hdul[0].header["NAXIS2"], hdul[0].header["NAXIS1"]), path
+    assert not [p for p in data.rglob("*.part")]
+
+
 def test_a_disk_that_starts_failing_with_eio_still_ends_in_the_safe_shutdown(
-    rig: Rig, ext4_image: Path
+    rig: Rig, ext4_image: Path, tmp_path: Path
 ) -> None:
     _, result, events = _run_with_fault_at_frame(
         rig, ext4_image / "data", 3, lambda: _shut_down_filesystem(ext4_image))
@@ -213,6 +226,10 @@ def test_a_disk_that_starts_failing_with_eio_still_ends_in_the_safe_shutdown(
     assert result.summary["rig_safe"] is True
     assert any("event log not written" in p for p in result.summary["record_problems"])
     assert _kinds(events)[-1] == "run_end"
+    # after a remount (journal replayed): what the disk kept is whole, nothing half-written
+    subprocess.run(["umount", str(ext4_image)], check=True, capture_output=True)
+    with _mounted(tmp_path / "remounted", "-o", "loop", str(tmp_path / "disk.img")) as disk:
+        _assert_frames_whole(disk / "data", 1)
 
 
 def test_a_full_disk_still_ends_in_the_safe_shutdown_and_stops_guiding(
@@ -227,6 +244,7 @@ def test_a_full_disk_still_ends_in_the_safe_shutdown_and_stops_guiding(
     assert any(m.startswith("fatal: frame ") and "No space left" in m for m in errors), errors
     assert not any("unexpected" in m for m in errors), errors
     assert result.summary["rig_safe"] is True
+    _assert_frames_whole(small_tmpfs / "data", 3)  # the frames before it filled up
 
 
 # ----------------------------------------------------------------------------- PHD2
