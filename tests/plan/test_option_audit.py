@@ -47,6 +47,7 @@ class Rejected:
 
 EX = "runner/engine/executor.py"
 RUN = "runner/engine/run.py"
+SERVICES = "runner/engine/run_services.py"
 COMP = "runner/engine/compiler.py"
 TRIG = "runner/engine/triggers.py"
 STORE = "runner/engine/framestore.py"
@@ -72,8 +73,8 @@ CHANNELS = "runner/notify/channels.py"
 AUDIT: dict[str, Used | Rejected] = {
     # ---- plan
     "Plan.version": Used("runner/plan/models.py", "version: Literal[1]"),
-    "Plan.name": Used(RUN, '"plan_name": self.plan.name'),
-    "Plan.site": Used(RUN, "build_devices(eq, self.clock, site=self.plan.site)"),
+    "Plan.name": Used("runner/engine/run_dirs.py", '"plan_name": plan_name'),
+    "Plan.site": Used(SERVICES, "build_devices(eq, run.clock, site=run.plan.site)"),
     "Plan.equipment": Used(LOAD, "resolve_equipment_path(plan.equipment, path)"),
     "Plan.include": Used(LOAD, 'includes = data.get("include")'),
     "Plan.defaults": Used(EXEC_FRAMES, "self.p.plan.defaults.expose"),
@@ -133,10 +134,10 @@ AUDIT: dict[str, Used | Rejected] = {
     "FocusArgs.position": Used(EXEC_FOCUS, "f.position"),
     "FocusArgs.by": Used(EXEC_FOCUS, "f.by"),
     "FocusArgs.auto": Used(EXEC_POLICY, "step.focus.auto"),
-    "FocusAuto.steps": Used(RUN, "settings.steps"),
-    "FocusAuto.step_size": Used(RUN, "settings.step_size"),
-    "FocusAuto.exposure": Used(RUN, "exposure=settings.exposure"),
-    "FocusAuto.fit": Used(RUN, "fit=settings.fit"),
+    "FocusAuto.steps": Used(SERVICES, "settings.steps"),
+    "FocusAuto.step_size": Used(SERVICES, "settings.step_size"),
+    "FocusAuto.exposure": Used(SERVICES, "exposure=settings.exposure"),
+    "FocusAuto.fit": Used(SERVICES, "fit=settings.fit"),
     "ExposeStep.expose": Used(EXEC_POLICY, "step.expose"),
     "ExposeArgs.count": Used(EXEC_FRAMES, "range(a.count)"),
     "ExposeArgs.exposure": Used(EXEC_FRAMES, "a.exposure"),
@@ -289,8 +290,8 @@ AUDIT: dict[str, Used | Rejected] = {
     "FocuserProfile.min_position": Used(SEM, "eq.focuser.min_position"),
     "FocuserProfile.max_position": Used(SEM, "eq.focuser.max_position"),
     "FocuserProfile.speed": Used("runner/devices/sim/focuser.py", "profile.speed"),
-    "FocuserProfile.backlash": Used(RUN, "eq.focuser.backlash"),
-    "FocuserProfile.step_size": Used(RUN, "eq.focuser.step_size"),
+    "FocuserProfile.backlash": Used(SERVICES, "eq.focuser.backlash"),
+    "FocuserProfile.step_size": Used(SERVICES, "eq.focuser.step_size"),
     "FocuserProfile.move_timeout": Used(EXEC_FOCUS, "focuser.move_timeout"),
     "MountProfile.slew_rate": Used("runner/devices/sim/mount.py", "profile.slew_rate"),
     "MountProfile.settle_time": Used(EXEC_MOUNT, "mount.settle_time"),
