@@ -1,6 +1,6 @@
 """Issue 13's fault matrix on real servers (alpaca-simulators, indiserver): however a night
-ends — an abort over the control plane's path (``Run.abort``), SIGTERM, SIGHUP, or its device
-server gone for good — every shutdown step that can reach its device runs on the real devices
+ends — an abort over the control plane's path (``Run.abort``), Ctrl-C, SIGTERM, SIGHUP,
+SIGQUIT, or its device server gone for good — every shutdown step that can reach its device runs on the real devices
 (the camera warmed with its cooler off, the mount parked), no frame is lost or left half
 written, and the outcome names the cause. Where the server is gone, the night says the rig may
 not be safe rather than claiming it is.
@@ -26,7 +26,7 @@ from runner.engine.run import Run, RunOptions, RunResult
 from runner.plan.models import Plan
 
 FRAMES = 8
-ENDINGS = ["abort", "SIGTERM", "SIGHUP", "server gone"]
+ENDINGS = ["abort", "SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "server gone"]
 
 
 def _plan() -> Plan:
@@ -58,7 +58,7 @@ def _night(backend: str, srv: Server, tmp_path: Path, ending: str
         assert run is not None
         if ending == "abort":
             run.abort("abort requested by a client")
-        elif ending in ("SIGTERM", "SIGHUP"):
+        elif ending.startswith("SIG"):
             os.kill(os.getpid(), getattr(signal, ending))
         elif srv.proc is not None and srv.proc.poll() is None:
             os.killpg(srv.proc.pid, signal.SIGKILL)  # the server and its drivers, for good
