@@ -68,19 +68,25 @@ class AlpacaMount(AlpacaDevice, Mount, MountSync):
         Raises:
             DeviceError: the mount is parked, cannot slew asynchronously, or refused the target.
         """
-        if not -90.0 <= dec_deg <= 90.0:
-            raise DeviceError(f"{self.label}: declination {dec_deg} outside -90…90")
         if not bool(await self._get("CanSlewAsync")):
             raise DeviceError(f"{self.label} cannot slew asynchronously")
+        ra_h, dec = await self._ready_for(ra_deg, dec_deg, "slewing")
+        await self._do("SlewToCoordinatesAsync", ra_h, dec)
+
+    async def _ready_for(self, ra_deg: float, dec_deg: float, doing: str) -> tuple[float, float]:
+        """J2000 degrees as the mount's RA hours and Dec, with the mount unparked and
+        tracking (ASCOM refuses a goto or a sync to equatorial coordinates otherwise)."""
+        if not -90.0 <= dec_deg <= 90.0:
+            raise DeviceError(f"{self.label}: declination {dec_deg} outside -90…90")
         if await self.is_parked():
-            raise DeviceError(f"{self.label} is parked: unpark before slewing")
+            raise DeviceError(f"{self.label} is parked: unpark before {doing}")
         epoch = self._epoch()
         ra, dec = ra_deg % 360.0, dec_deg
         if epoch is not None:
             ra, dec = await asyncio.to_thread(j2000_to_date, ra, dec, epoch)
         if not await self.tracking() and bool(await self._get("CanSetTracking")):
             await self.set_tracking(True)
-        await self._do("SlewToCoordinatesAsync", (ra / 15.0) % 24.0, dec)
+        return (ra / 15.0) % 24.0, dec
 
     async def can_sync(self) -> bool:
         return bool(await self._get_optional("CanSync"))
@@ -91,20 +97,10 @@ class AlpacaMount(AlpacaDevice, Mount, MountSync):
         Raises:
             DeviceError: the driver cannot sync, the mount is parked, or it refused.
         """
-        if not -90.0 <= dec_deg <= 90.0:
-            raise DeviceError(f"{self.label}: declination {dec_deg} outside -90…90")
         if not await self.can_sync():
             raise DeviceError(f"{self.label} cannot sync")
-        if await self.is_parked():
-            raise DeviceError(f"{self.label} is parked: unpark before syncing")
-        epoch = self._epoch()
-        ra, dec = ra_deg % 360.0, dec_deg
-        if epoch is not None:
-            ra, dec = await asyncio.to_thread(j2000_to_date, ra, dec, epoch)
-        # ASCOM: a sync to equatorial coordinates is only valid while tracking
-        if not await self.tracking() and bool(await self._get("CanSetTracking")):
-            await self.set_tracking(True)
-        await self._do("SyncToCoordinates", (ra / 15.0) % 24.0, dec)
+        ra_h, dec = await self._ready_for(ra_deg, dec_deg, "syncing")
+        await self._do("SyncToCoordinates", ra_h, dec)
 
     async def is_slewing(self) -> bool:
         return bool(await self._get("Slewing"))

@@ -49,19 +49,26 @@ class IndiMount(IndiDevice, Mount, MountSync):
         Raises:
             DeviceError: the mount is parked or refused the target.
         """
-        if not -90.0 <= dec_deg <= 90.0:
-            raise DeviceError(f"{self.label}: declination {dec_deg} outside -90…90")
-        if await self.is_parked():
-            raise DeviceError(f"{self.label} is parked: unpark before slewing")
-        prop = self._coord_property()
-        ra, dec = ra_deg % 360.0, dec_deg
-        if prop == _JNOW:
-            ra, dec = await asyncio.to_thread(j2000_to_date, ra, dec, self.clock.now())
+        prop, ra_h, dec = await self._ready_for(ra_deg, dec_deg, "slewing")
         if self._has("ON_COORD_SET"):
             mode = "TRACK" if "TRACK" in self._prop("ON_COORD_SET").values else "SLEW"
             if not self._switch("ON_COORD_SET", mode):
                 await self._send("ON_COORD_SET", {mode: True})
-        await self._send(prop, {"RA": (ra / 15.0) % 24.0, "DEC": dec}, until="started")
+        await self._send(prop, {"RA": ra_h, "DEC": dec}, until="started")
+
+    async def _ready_for(self, ra_deg: float, dec_deg: float, doing: str
+                         ) -> tuple[str, float, float]:
+        """The coordinate property, and J2000 degrees as its RA hours and Dec (JNow where the
+        driver speaks it), with the mount unparked."""
+        if not -90.0 <= dec_deg <= 90.0:
+            raise DeviceError(f"{self.label}: declination {dec_deg} outside -90…90")
+        if await self.is_parked():
+            raise DeviceError(f"{self.label} is parked: unpark before {doing}")
+        prop = self._coord_property()
+        ra, dec = ra_deg % 360.0, dec_deg
+        if prop == _JNOW:
+            ra, dec = await asyncio.to_thread(j2000_to_date, ra, dec, self.clock.now())
+        return prop, (ra / 15.0) % 24.0, dec
 
     async def can_sync(self) -> bool:
         return self._has("ON_COORD_SET") and "SYNC" in self._prop("ON_COORD_SET").values
@@ -73,21 +80,14 @@ class IndiMount(IndiDevice, Mount, MountSync):
         Raises:
             DeviceError: the driver has no SYNC, the mount is parked, or it refused.
         """
-        if not -90.0 <= dec_deg <= 90.0:
-            raise DeviceError(f"{self.label}: declination {dec_deg} outside -90…90")
         if not await self.can_sync():
             raise DeviceError(f"{self.label} cannot sync")
-        if await self.is_parked():
-            raise DeviceError(f"{self.label} is parked: unpark before syncing")
-        prop = self._coord_property()
-        ra, dec = ra_deg % 360.0, dec_deg
-        if prop == _JNOW:
-            ra, dec = await asyncio.to_thread(j2000_to_date, ra, dec, self.clock.now())
+        prop, ra_h, dec = await self._ready_for(ra_deg, dec_deg, "syncing")
         values = self._prop("ON_COORD_SET").values
         before = next((m for m in ("TRACK", "SLEW") if m in values), None)
         await self._send("ON_COORD_SET", {"SYNC": True})
         try:
-            await self._send(prop, {"RA": (ra / 15.0) % 24.0, "DEC": dec})
+            await self._send(prop, {"RA": ra_h, "DEC": dec})
         finally:
             if before is not None:
                 await self._send("ON_COORD_SET", {before: True})
