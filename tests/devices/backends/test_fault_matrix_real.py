@@ -1,12 +1,11 @@
 """Issue 13's fault matrix on real servers (alpaca-simulators, indiserver): however a night
 ends — an abort over the control plane's path (``Run.abort``), Ctrl-C, SIGTERM, SIGHUP,
-SIGQUIT, or its device server gone for good — every shutdown step that can reach its device runs on the real devices
-(the camera warmed with its cooler off, the mount parked), no frame is lost or left half
-written, and the outcome names the cause. Where the server is gone, the night says the rig may
-not be safe rather than claiming it is.
+SIGQUIT, or its device server gone for good — every shutdown step that can reach its device
+runs on the real devices (the camera warmed with its cooler off, the mount parked), no frame is
+lost or left half written, and the outcome names the cause. Where the server is gone, the
+night says the rig may not be safe rather than claiming it is.
 
-Each case starts its own server (own port and directory), so the cases run in parallel.
-"""
+Each case starts its own server (own port and directory), so the cases run in parallel."""
 
 from __future__ import annotations
 
