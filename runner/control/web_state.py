@@ -68,9 +68,11 @@ class Picture:
 class Rendered:
     """One rendering per version of a :class:`Latest`, made in a thread, shared by viewers."""
 
-    def __init__(self, source: Latest, render: Callable[[Any], Any]) -> None:
+    def __init__(self, source: Latest, render: Callable[[Any], Any],
+                 paced: Callable[[], bool] = lambda: True) -> None:
         self.source = source
         self.render = render
+        self.paced = paced
         self._version = -1
         self._value: Any = None
         self._lock = asyncio.Lock()
@@ -81,11 +83,12 @@ class Rendered:
             async with self._lock:  # the viewers that ask together wait for one rendering
                 if self._version != self.source.version:
                     loop = asyncio.get_running_loop()
-                    # At most one rendering a second: frames arriving faster (short
-                    # exposures, a night at speed) show the latest, and the renders' CPU and
-                    # GIL time stay off the control plane's replies.
+                    # During a night, at most one rendering a second: frames arriving faster
+                    # (short exposures, a night at speed) show the latest, and the renders'
+                    # CPU and GIL time stay off the night and the control plane's replies.
+                    # The hub's own camera stream (no night) renders every exposure.
                     wait = self._rendered_at + RENDER_INTERVAL - loop.time()
-                    if wait > 0:
+                    if wait > 0 and self.paced():
                         await asyncio.sleep(wait)
                     version = self.source.version
                     value = await asyncio.to_thread(self._safe, self.source.value)
@@ -114,10 +117,15 @@ class WebState:
         self.feed = FanOut()
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
         self.log: deque[dict[str, Any]] = deque(maxlen=EVENT_LOG)
-        self.live_jpeg = Rendered(self.live, web_render.picture_jpeg)
-        self.live_hist = Rendered(self.live, web_render.picture_histogram)
-        self.stacked_jpeg = Rendered(self.stacking, lambda _s: self._stacker_call("preview"))
-        self.stacked_hist = Rendered(self.stacking, lambda _s: self._stacker_call("histogram"))
+        def night() -> bool:
+            return self.hub.run is not None
+
+        self.live_jpeg = Rendered(self.live, web_render.picture_jpeg, night)
+        self.live_hist = Rendered(self.live, web_render.picture_histogram, night)
+        self.stacked_jpeg = Rendered(self.stacking, lambda _s: self._stacker_call("preview"),
+                                     night)
+        self.stacked_hist = Rendered(self.stacking, lambda _s: self._stacker_call("histogram"),
+                                     night)
         self.manual: Any = None  # the hub's own LiveStacker (``/api/stacker/start``)
         self.stream: Any = None  # runner.control.web_camera.CameraStream while streaming
         self.exposure_ms = 1000.0  # seed 004's ``exp`` option: the stream's exposure
