@@ -56,5 +56,9 @@ def picture_jpeg(picture: Any) -> bytes:
 
 
 def picture_histogram(picture: Any) -> dict[str, Any]:
-    data, bayer = pixels(picture)
+    return sampled_histogram(*pixels(picture))
+
+
+def sampled_histogram(data: npt.NDArray[Any], bayer: str | None = None) -> dict[str, Any]:
+    """Seed 004's histogram of ``data`` (before any stretch), from a ``HISTOGRAM_SIZE`` sample."""
     return histogram(reduced(data, bayer, HISTOGRAM_SIZE))

@@ -175,13 +175,12 @@ class WebState:
         st = self.stacker()
         if st is None:
             return None
-        if what == "preview":
-            return st.preview_jpeg(max_size=1024)
-        from runner.control.web_render import HISTOGRAM_SIZE, reduced
-        from runner.stacking.stretch import histogram
+        from runner.control.web_render import PREVIEW_SIZE, sampled_histogram
 
+        if what == "preview":
+            return st.preview_jpeg(max_size=PREVIEW_SIZE)
         stack = st.stack()  # before any stretch, as seed 004 says
-        return None if stack is None else histogram(reduced(stack, None, HISTOGRAM_SIZE))
+        return None if stack is None else sampled_histogram(stack)
 
     def stacker_changed(self, status: dict[str, Any]) -> None:
         """The hub's own stacker reports (from its worker thread) through here."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -81,6 +82,13 @@ class Stars:
         return cls(z, z, z, z, z, background, background_rms)
 
 
+def _clipping_level(raw: npt.NDArray[Any]) -> float | None:
+    """Where an integer frame's stars are clipped (98 % of its range); floats: unknown."""
+    if np.issubdtype(raw.dtype, np.integer):
+        return float(np.iinfo(raw.dtype).max) * 0.98
+    return None
+
+
 def _as_float_mono(image: npt.ArrayLike) -> npt.NDArray[np.float32]:
     arr = np.asarray(image)
     if arr.ndim == 3 and arr.shape[2] in (3, 4):
@@ -114,8 +122,8 @@ def detect_stars(
     if threshold_sigma <= 0:
         raise ValueError("threshold_sigma must be > 0")
     raw = np.asarray(image)
-    if saturation is None and np.issubdtype(raw.dtype, np.integer):
-        saturation = float(np.iinfo(raw.dtype).max) * 0.98
+    if saturation is None:
+        saturation = _clipping_level(raw)
     data = _as_float_mono(raw)
     try:
         bkg = sep.Background(data, bw=64, bh=64, fw=3, fh=3)
@@ -250,9 +258,7 @@ def measure_hfr(image: npt.ArrayLike, *, threshold_sigma: float = 5.0) -> float 
     if threshold_sigma <= 0:
         raise ValueError("threshold_sigma must be > 0")
     raw = np.asarray(image)
-    saturation = None
-    if np.issubdtype(raw.dtype, np.integer):
-        saturation = float(np.iinfo(raw.dtype).max) * 0.98
+    saturation = _clipping_level(raw)
     data = _as_float_mono(raw)
     found = find_bright_stars(data, candidates=200, threshold_sigma=threshold_sigma)
     if len(found) == 0:

@@ -242,6 +242,20 @@ async def test_focuser_move(rig: Rig) -> None:
 # ---------------------------------------------------------------------------- mount
 
 
+async def _stopped(rig: Rig, what: str) -> None:
+    async def stopped() -> bool:
+        return not await rig.mount.is_slewing()
+
+    await until(stopped, f"{rig.backend}: {what}", 90.0)
+
+
+async def _parked(rig: Rig) -> None:
+    async def parked() -> bool:
+        return await rig.mount.is_parked()
+
+    await until(parked, f"{rig.backend}: park", 90.0)
+
+
 async def test_mount_slew_track_park(rig: Rig) -> None:
     mount = rig.mount
     if await mount.is_parked():
@@ -251,10 +265,7 @@ async def test_mount_slew_track_park(rig: Rig) -> None:
     target = ((ra + 10.0) % 360.0, 80.0 if dec < 85.0 else 75.0)
     await mount.slew_to(*target)
 
-    async def stopped() -> bool:
-        return not await mount.is_slewing()
-
-    await until(stopped, f"{rig.backend}: slew", 90.0)
+    await _stopped(rig, "slew")
     got = await mount.coordinates()
     assert got[1] == pytest.approx(target[1], abs=0.05)
     assert (got[0] - target[0] + 180.0) % 360.0 - 180.0 == pytest.approx(0.0, abs=0.3)
@@ -264,10 +275,7 @@ async def test_mount_slew_track_park(rig: Rig) -> None:
     assert await mount.side_of_pier() in set(PierSide)
     await mount.park()
 
-    async def parked() -> bool:
-        return await mount.is_parked()
-
-    await until(parked, f"{rig.backend}: park", 90.0)
+    await _parked(rig)
     with pytest.raises(DeviceError):
         await mount.slew_to(*target)
     await mount.unpark()
@@ -285,10 +293,7 @@ async def test_a_sync_makes_the_mount_report_where_it_was_told_it_points(rig: Ri
     target = ((ra + 20.0) % 360.0, 70.0 if dec < 75.0 else 65.0)
     await mount.slew_to(*target)
 
-    async def stopped() -> bool:
-        return not await mount.is_slewing()
-
-    await until(stopped, f"{rig.backend}: slew", 90.0)
+    await _stopped(rig, "slew")
     # the solve says the field is 0.2° north and 0.3° (of RA) east of where the mount thinks
     solved = ((target[0] + 0.3) % 360.0, target[1] + 0.2)
     await mount.sync_to(*solved)
@@ -297,15 +302,12 @@ async def test_a_sync_makes_the_mount_report_where_it_was_told_it_points(rig: Ri
     assert (got[0] - solved[0] + 180.0) % 360.0 - 180.0 == pytest.approx(0.0, abs=0.05)
     # and the switch is back to slewing: the next goto moves the mount
     await mount.slew_to(*target)
-    await until(stopped, f"{rig.backend}: slew after sync", 90.0)
+    await _stopped(rig, "slew after sync")
     got = await mount.coordinates()
     assert got[1] == pytest.approx(target[1], abs=0.05)
     await mount.park()
 
-    async def parked() -> bool:
-        return await mount.is_parked()
-
-    await until(parked, f"{rig.backend}: park", 90.0)
+    await _parked(rig)
     with pytest.raises(DeviceError):
         await mount.sync_to(*target)
     await mount.unpark()
