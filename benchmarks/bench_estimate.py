@@ -67,6 +67,9 @@ def timed(args: list[str], runs: int, ok: tuple[int, ...] = (0,)) -> tuple[float
     """Min and median wall seconds, median child CPU seconds of ``runs`` fresh processes."""
     walls, cpus = [], []
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # as installed for a user: bytecode cached. A sandbox that sets PYTHONDONTWRITEBYTECODE
+    # recompiles all of runner/ in every process (≈0.5 s), which no user's machine does.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     for _ in range(runs):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         s = time.perf_counter()

@@ -216,6 +216,20 @@ class VirtualLoop(asyncio.SelectorEventLoop):
     def advance(self, seconds: float) -> None:
         self._now += max(0.0, seconds)
 
+    def jump(self, seconds: float) -> bool:
+        """Move time on by ``seconds`` without a trip through the loop, when that trip could
+        only come straight back: no callback ready, no thread working, no timer due before the
+        wake-up, no cancellation pending. Each such trip was one future, one timer and two
+        loop iterations; a 10,000-frame estimate made 30,000 of them."""
+        task = asyncio.current_task(self)
+        if self._ready or self._threads or task is None or task.cancelling():  # type: ignore[attr-defined]
+            return False
+        wake = self._now + seconds
+        if self._scheduled and self._scheduled[0].when() <= wake:  # type: ignore[attr-defined]
+            return False
+        self._now += wake - self._now  # the very float asyncio.sleep's trip would give
+        return True
+
     @property
     def threads_busy(self) -> bool:
         return self._threads > 0
@@ -256,7 +270,10 @@ class VirtualClock:
         return max(0.0, seconds)  # the loop's (virtual) seconds
 
     async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(max(0.0, seconds))
+        seconds = max(0.0, seconds)
+        if self._loop.jump(seconds):
+            return
+        await asyncio.sleep(seconds)
 
     def hold(self) -> None:
         """Nothing to hold: set-up work takes no virtual time unless it sleeps."""

@@ -39,3 +39,28 @@ def test_io_reaches_a_loop_whose_callbacks_are_always_ready() -> None:
 
     data, spins, clock_time = run_virtual(night)
     assert data == b"ready" and spins <= 32 and clock_time == 0
+
+
+def test_sleepers_wake_in_time_order_and_a_timeout_still_ends_a_sleep() -> None:
+    """A sleep that nothing can interrupt skips the loop; one that something could must not."""
+
+    async def night(clock: VirtualClock) -> tuple[list[tuple[str, float]], float]:
+        woke: list[tuple[str, float]] = []
+
+        async def sleeper(name: str, naps: list[float]) -> None:
+            for nap in naps:
+                await clock.sleep(nap)
+                woke.append((name, clock.monotonic()))
+
+        await asyncio.gather(sleeper("a", [3, 3, 3]), sleeper("b", [1, 4, 0.5, 10]))
+        began = clock.monotonic()
+        try:
+            async with asyncio.timeout(5):
+                await clock.sleep(60)
+        except TimeoutError:
+            pass
+        return woke, clock.monotonic() - began
+
+    woke, timed_out_after = run_virtual(night)
+    assert woke == [("b", 1), ("a", 3), ("b", 5), ("b", 5.5), ("a", 6), ("a", 9), ("b", 15.5)]
+    assert timed_out_after == 5
