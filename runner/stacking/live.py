@@ -38,13 +38,8 @@ import numpy.typing as npt
 
 from runner.devices.interfaces import Frame
 from runner.errors import StackingError
-from runner.stacking.calibrate import (
-    CalibrationLibrary,
-    CalibrationSet,
-    calibration_for,
-    write_fits_atomic,
-)
-from runner.stacking.fitsio import FrameMeta, read_frame
+from runner.stacking.calibrate import CalibrationLibrary, CalibrationSet, calibration_for
+from runner.stacking.fitsio import FrameMeta, read_frame, write_fits_atomic
 from runner.stacking.output import (
     StackPaths,
     display_image,
