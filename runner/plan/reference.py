@@ -97,7 +97,7 @@ def reference_markdown() -> str:
     lines = [
         "# Plan language reference",
         "",
-        "<!-- Generated from runner/plan/models.py and runner/plan/equipment.py by "
+        "<!-- Generated from runner/plan/models/ and runner/plan/equipment.py by "
         "`nightrunner schema --reference`; a test fails when it is out of date. -->",
         "",
         "Units: durations are seconds (or a string with a unit: `90s`, `15min`, `2h`); angles "

@@ -19,7 +19,7 @@ from astropy.io import fits
 
 from runner.restack.select import Group
 from runner.restack.tasks import FrameReport, GroupSpec, Reference, TileResult, assemble
-from runner.stacking.calibrate import write_fits_atomic
+from runner.stacking.fitsio import write_fits_atomic
 from runner.stacking.output import atomic_write_bytes, write_result
 from runner.stacking.stretch import StretchParams
 

@@ -1,4 +1,5 @@
-"""Reading frames for the stacker: pixels plus the header facts calibration needs.
+"""FITS for the stacker: reading frames (pixels plus the header facts calibration needs), and
+writing one atomically (:func:`write_fits_atomic`: masters, saved inputs, restacked results).
 
 The keywords are the ones Nightrunner's FITS writer and every common capture program write
 (EXPTIME, GAIN, OFFSET, CCD-TEMP, XBINNING, FILTER, BAYERPAT, XBAYROFF/YBAYROFF, DATE-OBS,
@@ -10,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ from astropy.io import fits
 
 from runner.errors import StackingError
 from runner.stacking.debayer import normalize_pattern
+from runner.storage.durable import file_mode
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz")
 
@@ -259,3 +262,16 @@ def expand_paths(items: list[str] | list[Path]) -> list[Path]:
         else:
             raise StackingError(f"no such file or directory: {p}")
     return out
+
+
+def write_fits_atomic(path: Path, data: npt.NDArray[np.generic], header: fits.Header) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".fits", dir=path.parent)
+    os.close(fd)
+    try:
+        os.chmod(tmp, file_mode())  # mkstemp's 0600 would stay on the renamed file
+        fits.PrimaryHDU(data=data, header=header).writeto(tmp, overwrite=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,6 +1,6 @@
 """Results on disk in seed 004's layout, under a data directory::
 
-    <data>/calibration/index.json              masters (see calibrate.py)
+    <data>/calibration/index.json              masters (see calibrate/)
     <data>/stacked/<id>_final.jpeg             stretched preview of the final stack
     <data>/stacked/<id>_final.tiff             linear float32 stack (not stretched)
     <data>/stacked/<id>_final.json             metadata (seed fields, see below)

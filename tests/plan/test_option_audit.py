@@ -72,14 +72,14 @@ CHANNELS = "runner/notify/channels.py"
 
 AUDIT: dict[str, Used | Rejected] = {
     # ---- plan
-    "Plan.version": Used("runner/plan/models.py", "version: Literal[1]"),
+    "Plan.version": Used("runner/plan/models/plan.py", "version: Literal[1]"),
     "Plan.name": Used("runner/engine/run_dirs.py", '"plan_name": plan_name'),
     "Plan.site": Used(SERVICES, "build_devices(eq, run.clock, site=run.plan.site)"),
     "Plan.equipment": Used(LOAD, "resolve_equipment_path(plan.equipment, path)"),
     "Plan.include": Used(LOAD, 'includes = data.get("include")'),
     "Plan.defaults": Used(EXEC_FRAMES, "self.p.plan.defaults.expose"),
     "Plan.startup": Used(COMP, "c.nodes(plan.startup"),
-    "Plan.triggers": Used("runner/plan/models.py", "for item in self.triggers"),
+    "Plan.triggers": Used("runner/plan/models/plan.py", "for item in self.triggers"),
     "Plan.targets": Used(COMP, "enumerate(plan.targets)"),
     "Plan.blocks": Used(COMP, "self.plan.blocks[step.use]"),
     "Plan.shutdown": Used(COMP, "c.nodes(plan.shutdown"),
