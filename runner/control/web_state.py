@@ -15,7 +15,7 @@ import contextlib
 import math
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +24,7 @@ from typing import Any
 import numpy.typing as npt
 
 from runner.control.fanout import FanOut
+from runner.control.render_process import RenderProcess
 
 HISTORY = 2000  # graph points kept (a long night at one frame a minute)
 EVENT_LOG = 200
@@ -66,9 +67,10 @@ class Picture:
 
 
 class Rendered:
-    """One rendering per version of a :class:`Latest`, made in a thread, shared by viewers."""
+    """One rendering per version of a :class:`Latest`, made off the event loop (``render``
+    is a coroutine function: a thread, or the render process), shared by viewers."""
 
-    def __init__(self, source: Latest, render: Callable[[Any], Any],
+    def __init__(self, source: Latest, render: Callable[[Any], Awaitable[Any]],
                  paced: Callable[[], bool] = lambda: True) -> None:
         self.source = source
         self.render = render
@@ -91,14 +93,14 @@ class Rendered:
                     if wait > 0 and self.paced():
                         await asyncio.sleep(wait)
                     version = self.source.version
-                    value = await asyncio.to_thread(self._safe, self.source.value)
+                    value = await self._safe(self.source.value)
                     self._version, self._value = version, value
                     self._rendered_at = loop.time()
         return self._version, self._value
 
-    def _safe(self, value: Any) -> Any:
+    async def _safe(self, value: Any) -> Any:
         try:
-            return None if value is None else self.render(value)
+            return None if value is None else await self.render(value)
         except Exception:  # an unreadable frame shows nothing; the next one will
             return None
 
@@ -120,12 +122,21 @@ class WebState:
         def night() -> bool:
             return self.hub.run is not None
 
-        self.live_jpeg = Rendered(self.live, web_render.picture_jpeg, night)
-        self.live_hist = Rendered(self.live, web_render.picture_histogram, night)
-        self.stacked_jpeg = Rendered(self.stacking, lambda _s: self._stacker_call("preview"),
-                                     night)
-        self.stacked_hist = Rendered(self.stacking, lambda _s: self._stacker_call("histogram"),
-                                     night)
+        #: renders frames and stack previews in a lower-priority process (see its module)
+        self.renderer = RenderProcess()
+
+        def picture(kind: str) -> Callable[[Picture], Awaitable[Any]]:
+            async def render(pic: Picture) -> Any:
+                if pic.path is None:  # the hub's camera: pixels in memory, no night running
+                    return await asyncio.to_thread(getattr(web_render, kind), pic)
+                return await self.renderer.call(kind, str(pic.path), pic.bayer)
+            return render
+
+        self.live_jpeg = Rendered(self.live, picture("picture_jpeg"), night)
+        self.live_hist = Rendered(self.live, picture("picture_histogram"), night)
+        self.stacked_jpeg = Rendered(self.stacking, lambda _s: self._stacked_preview(), night)
+        self.stacked_hist = Rendered(
+            self.stacking, lambda _s: asyncio.to_thread(self._stacked_histogram), night)
         self.manual: Any = None  # the hub's own LiveStacker (``/api/stacker/start``)
         self.stream: Any = None  # runner.control.web_camera.CameraStream while streaming
         self.exposure_ms = 1000.0  # seed 004's ``exp`` option: the stream's exposure
@@ -150,6 +161,7 @@ class WebState:
             self._task = None
         if self.manual is not None:
             await asyncio.to_thread(self.manual.close)
+        await asyncio.to_thread(self.renderer.close)
 
     # ------------------------------------------------------------------ the stacker shown
 
@@ -171,15 +183,23 @@ class WebState:
                     "error_message": None}
         return dict(st.status())
 
-    def _stacker_call(self, what: str) -> Any:
+    async def _stacked_preview(self) -> bytes | None:
+        from runner.control.web_render import PREVIEW_SIZE
+
         st = self.stacker()
         if st is None:
             return None
-        from runner.control.web_render import PREVIEW_SIZE, sampled_histogram
+        source = await asyncio.to_thread(st.preview_source, PREVIEW_SIZE)
+        if source is None:
+            return None
+        preview: bytes = await self.renderer.call("stack_preview", *source, PREVIEW_SIZE)
+        return preview
 
-        if what == "preview":
-            return st.preview_jpeg(max_size=PREVIEW_SIZE)
-        stack = st.stack()  # before any stretch, as seed 004 says
+    def _stacked_histogram(self) -> dict[str, Any] | None:
+        from runner.control.web_render import sampled_histogram
+
+        st = self.stacker()
+        stack = None if st is None else st.stack()  # before any stretch, as seed 004 says
         return None if stack is None else sampled_histogram(stack)
 
     def stacker_changed(self, status: dict[str, Any]) -> None:

@@ -24,9 +24,16 @@ from runner.stacking.output import (
     write_result,
 )
 from runner.stacking.stackfits import stack_header
-from runner.stacking.stretch import histogram
+from runner.stacking.stretch import StretchParams, histogram
 
 F32 = npt.NDArray[np.float32]
+
+
+def preview_jpeg(stack: F32, stretch: StretchParams, flip: bool,
+                 max_size: int | None = None) -> bytes:
+    """A stack (see :meth:`LiveOutputs.preview_source`) stretched and encoded as JPEG."""
+    stack = np.nan_to_num(stack, nan=float(np.nanmin(stack)))
+    return jpeg_bytes(display_image(stack, stretch, flip=flip), max_size=max_size)
 
 
 class LiveOutputs(LiveState):
@@ -47,6 +54,15 @@ class LiveOutputs(LiveState):
 
     def preview_jpeg(self, max_size: int | None = 1600) -> bytes | None:
         """The stretched stack as JPEG bytes (the control plane's "latest stacked preview")."""
+        source = self.preview_source(max_size)
+        return None if source is None else preview_jpeg(*source, max_size=max_size)
+
+    def preview_source(
+        self, max_size: int | None = 1600
+    ) -> tuple[F32, StretchParams, bool] | None:
+        """What a preview is made of — the stack shrunk to ``max_size``, the stretch and the
+        flip — so that the stretching and encoding can run elsewhere (the web's render
+        process) while only the cheap copy takes the stack's lock here."""
         session = self._session
         if session is None or session.stacker is None or session.stacker.stacked == 0:
             return None
@@ -61,9 +77,7 @@ class LiveOutputs(LiveState):
             scale = max_size / long_side
             size = (max(1, round(w * scale)), max(1, round(h * scale)))
             stack = np.asarray(cv2.resize(stack, size, interpolation=cv2.INTER_AREA), np.float32)
-        stack = np.nan_to_num(stack, nan=float(np.nanmin(stack)))
-        disp = display_image(stack, session.stretch, flip=session.settings.flip)
-        return jpeg_bytes(disp, max_size=max_size)
+        return stack, session.stretch, session.settings.flip
 
     def stack(self) -> F32 | None:
         """A copy of the current (linear) stack, or None."""
