@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from runner.clock import Clock
+from runner.clock import Clock, Deadline
 from runner.devices.interfaces import Camera, ExposureState, Focuser
 from runner.errors import DeviceError, DeviceTimeout
 
@@ -134,9 +134,9 @@ class _Run:
 
     async def _move(self, target: int) -> None:
         await self.focuser.move_to(target)
-        deadline = self.clock.monotonic() + self.move_timeout
+        deadline = Deadline(self.clock, self.move_timeout)  # never late for a busy machine
         while await self.focuser.is_moving():
-            if self.clock.monotonic() > deadline:
+            if deadline.expired():
                 await self.focuser.halt()
                 raise DeviceTimeout(f"focuser did not reach {target} in {self.move_timeout:g} s")
             await self.clock.sleep(POLL)
@@ -159,14 +159,14 @@ class _Run:
 
     async def hfr(self, *, filtered: bool = True) -> float | None:
         await self.camera.start_exposure(self.exposure, "light")
-        deadline = self.clock.monotonic() + self.exposure + DOWNLOAD_ALLOWANCE
+        deadline = Deadline(self.clock, self.exposure + DOWNLOAD_ALLOWANCE)
         while True:
             state = await self.camera.exposure_status()
             if state is ExposureState.ready:
                 break
             if state is ExposureState.error:
                 await self.camera.exposure_result()  # raises the camera's error
-            if self.clock.monotonic() > deadline:
+            if deadline.expired():
                 await self.camera.abort_exposure()
                 raise DeviceTimeout("autofocus exposure did not complete")
             await self.clock.sleep(min(POLL, max(self.exposure / 10, 0.01)))

@@ -7,6 +7,7 @@ import contextlib
 import logging
 from typing import Any, NoReturn
 
+from runner.clock import Deadline
 from runner.devices.interfaces import GuiderState
 from runner.errors import GuiderConnectionError, GuiderError, SettleFailed
 from runner.guiding.phd2_connection import PHD2Connection
@@ -185,12 +186,12 @@ class PHD2Guiding(PHD2Connection):
                     await asyncio.shield(waiter)
         finally:
             waiter.cancel()
-        deadline = self.clock.monotonic() + timeout_s
+        deadline = Deadline(self.clock, timeout_s)
         while True:
             state = await self.get_app_state()
             if state is GuiderState.stopped:
                 return
-            if self.clock.monotonic() >= deadline:
+            if deadline.expired():
                 raise GuiderError(f"PHD2 still {state.value} {timeout_s:g} s after stop_capture")
             await self.clock.sleep(max(exposure / 2, 0.1))
 
