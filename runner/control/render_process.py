@@ -44,7 +44,10 @@ class RenderProcess:
                 try:
                     return self._roundtrip(proc, name, args)
                 except _WorkerError as exc:
-                    self._fail(f"render process: {exc}; rendering in-process for a while")
+                    if self._closed:  # ended by close(): nothing to report
+                        self._stop()
+                    else:
+                        self._fail(f"render process: {exc}; rendering in-process for a while")
         return render_worker.FUNCTIONS[name](*args)
 
     def _running(self) -> subprocess.Popen[bytes] | None:
@@ -105,6 +108,9 @@ class RenderProcess:
     def close(self) -> None:
         """End the process (it also ends by itself when this process dies: its input closes)."""
         self._closed = True
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()  # a rendering in progress ends now, not at its time limit
         with self._lock:
             self._stop()
 
