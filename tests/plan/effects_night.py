@@ -1,0 +1,182 @@
+"""A small night on the virtual clock, recorded for the option-effect tests.
+
+The plan runs as ``nightrunner run --dry-run`` and ``nightrunner estimate`` run it: the
+executor on the nominal rig (:mod:`runner.devices.sim.nominal`) on a virtual clock. Plans and
+profiles are plain dicts, written to YAML and loaded with ``load_plan``, so every night has
+passed validation, semantic checks included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import inspect
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import yaml
+
+from runner.clock import VirtualClock, run_virtual
+from runner.devices.interfaces import Frame
+from runner.devices.sim.nominal import NominalRig
+from runner.engine.compiler import compile_plan
+from runner.engine.events import EventBus
+from runner.engine.executor import Executor, FatalRunError
+from runner.engine.run_services import nominal_services, site_tz, visibility_factory
+from runner.errors import NightrunnerError
+from runner.estimate.replay import _NoJournal
+from runner.plan.loader import load_plan
+
+ROOT = Path(__file__).resolve().parents[2]
+AMS = ZoneInfo("Europe/Amsterdam")
+#: Late on a November evening: the Sun is far down, the base target high.
+START = datetime(2026, 11, 25, 22, 0, tzinfo=AMS)
+SITE = {"latitude": 52.37, "longitude": 4.89, "elevation": 5, "timezone": "Europe/Amsterdam"}
+#: NGC 188: circumpolar from the site, so the base night never waits for the sky.
+CLUSTER = {"ra": "00:48:26", "dec": "+85:14:42"}
+#: A night stops here whatever the plan says (a loop that never ends).
+HORIZON = 6 * 3600.0
+
+with (ROOT / "runner/plan/profiles/simulator.yaml").open() as _fh:
+    SIMULATOR: dict[str, Any] = yaml.safe_load(_fh)
+
+
+def base_plan(sequence: list[dict[str, Any]] | None = None, **top: Any) -> dict[str, Any]:
+    """One target (NGC 188) taking two 10 s frames, unless ``sequence`` says otherwise."""
+    tgt: dict[str, Any] = {
+        "name": "NGC 188",
+        "coordinates": dict(CLUSTER),
+        "sequence": sequence if sequence is not None else [{"expose": {"count": 2,
+                                                                     "exposure": 10}}],
+    }
+    tgt.update(top.pop("target", {}))
+    return {"version": 1, "name": "effects", "site": dict(SITE), "equipment": "eq.yaml",
+            "targets": [tgt, *top.pop("more_targets", [])], **top}
+
+
+def base_profile(*, mount: bool = False, guider: bool = False, **changes: Any) -> dict[str, Any]:
+    """The built-in simulator rig; without mount and guider unless asked (no implicit slews or
+    settles to add up)."""
+    prof = copy.deepcopy(SIMULATOR)
+    if not mount:
+        del prof["mount"]
+    if not guider:
+        del prof["guider"]
+    prof.update(changes)
+    return prof
+
+
+@dataclass
+class Night:
+    """What the executor did: its events (each with ``t``, clock seconds), the frames handed to
+    the frame store (the camera's frame and the header metadata), what it asked the guider,
+    and how it ended."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    frames: list[tuple[Frame, dict[str, Any]]] = field(default_factory=list)
+    #: What the guider was asked to do: (method, arguments), in order.
+    guider: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    end: float = 0.0
+    outcome: str = "completed"
+    fatal: str | None = None
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["event"] == kind]
+
+    def first(self, kind: str) -> dict[str, Any]:
+        found = self.of(kind)
+        assert found, f"no '{kind}' event in {[e['event'] for e in self.events]}"
+        return found[0]
+
+    def exposures(self) -> list[float]:
+        return [e["seconds"] for e in self.of("exposure_start")]
+
+    def kinds(self) -> list[str]:
+        return [e["event"] for e in self.events if e["event"] not in ("state",)]
+
+    def text(self) -> str:
+        return " ".join(str(e.get("message", "")) for e in self.events)
+
+    def span(self, first: str, last: str) -> float:
+        return float(self.first(last)["t"] - self.first(first)["t"])
+
+
+class _Frames:
+    def __init__(self, night: Night) -> None:
+        self.night = night
+
+    def allocate(self, frame: Frame, meta: dict[str, Any]) -> Path:
+        self.night.frames.append((frame, dict(meta)))
+        return Path(f"(virtual)/{len(self.night.frames)}")
+
+    async def save(self, frame: Any, meta: dict[str, Any], path: Path | None = None) -> Path:
+        return path or self.allocate(frame, meta)
+
+
+def _spy(guider: Any, out: Night) -> None:
+    """Record the guider's ``guide`` and ``dither`` calls with their arguments."""
+    for name in ("guide", "dither"):
+        method = getattr(guider, name)
+        params = list(inspect.signature(method).parameters)
+
+        def wrapper(*args: Any, _m: Any = method, _n: str = name, _p: list[str] = params,
+                    **kw: Any) -> Any:
+            out.guider.append((_n, {**dict(zip(_p, args, strict=False)), **kw}))
+            return _m(*args, **kw)
+
+        setattr(guider, name, wrapper)
+
+
+def load(tmp: Path, plan: dict[str, Any], profile: dict[str, Any]) -> Any:
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "eq.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
+    (tmp / "plan.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))
+    return load_plan(tmp / "plan.yaml")
+
+
+def night(tmp: Path, plan: dict[str, Any], profile: dict[str, Any],
+          start: datetime = START) -> Night:
+    """Validate ``plan`` with ``profile`` (in ``tmp``) and run it on the virtual clock."""
+    loaded = load(tmp, plan, profile)
+    assert loaded.ok, [d.format() for d in loaded.diagnostics]
+    assert loaded.plan is not None and loaded.equipment is not None
+    p, eq = loaded.plan, loaded.equipment
+    out = Night()
+
+    async def main(clock: VirtualClock) -> Night:
+        bus = EventBus(wall_time=False)
+
+        def record(ev: dict[str, Any]) -> None:
+            ev["t"] = clock.monotonic()
+            out.events.append(ev)
+
+        bus.subscribe(record)
+        rig = NominalRig.build(eq, clock, p.site.latitude, p.site.longitude)
+        await rig.connect()
+        if rig.guider is not None:
+            _spy(rig.guider, out)
+        tz = site_tz(p)
+        services = nominal_services(rig, eq, clock, visibility_factory(p, clock.now(), tz), tz,
+                                    _Frames(out))
+        ex = Executor(compile_plan(p, eq), services, bus, _NoJournal(), None)
+        try:
+            async with asyncio.timeout(HORIZON):
+                await ex.run_night()
+        except TimeoutError:
+            out.outcome = "horizon"
+        except (FatalRunError, NightrunnerError) as exc:
+            out.fatal = str(exc)
+            out.outcome = "failed"
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(HORIZON):
+                await ex.run_shutdown()
+        await ex.writer.drain_quietly()
+        out.end = clock.monotonic()
+        return out
+
+    result: Night = run_virtual(main, start)
+    return result

@@ -1,0 +1,792 @@
+"""Every field of the plan and profile languages changes what a run does.
+
+tests/plan/test_option_audit.py lists every field (``AUDIT``) and where the code reads it. This
+module shows the *effect*: for each field, either
+
+* a mutation case (``MUTATIONS``): a small plan and profile that exercise the field run twice on
+  the virtual clock, as ``nightrunner run --dry-run`` runs them (the executor on the nominal
+  rig, :mod:`effects_night`), once as written and once with the field changed, and the
+  difference in the record (events, frames handed to the frame store, the clock at the end)
+  is the one the field promises — or, for a figure only validation reads, the change makes
+  validation reject a plan it accepted; or
+* a reference (``REFERENCES``): the pytest node id of an existing test that shows the effect of
+  a field a dry run cannot show (device addresses, PHD2, notification channels, the
+  simulators' image model, FITS headers, stacking). The referenced test must exist.
+
+A field of the audit with neither fails ``test_every_audited_field_shows_its_effect``.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from effects_night import (
+    AMS,
+    CLUSTER,
+    ROOT,
+    START,
+    Night,
+    base_plan,
+    base_profile,
+    load,
+    night,
+)
+from test_option_audit import AUDIT, Rejected
+
+REMOVE = object()  #: a change that deletes the key
+
+
+@dataclass(frozen=True)
+class Mutation:
+    """``plan`` and ``profile`` as written, then with ``change`` (dotted path → value; paths
+    start at ``plan.`` or ``profile.``). ``effect(before, after)`` is what the field promises;
+    with ``rejects``, the changed plan fails validation with that message instead."""
+
+    says: str
+    plan: dict[str, Any]
+    profile: dict[str, Any]
+    change: dict[str, Any]
+    effect: Callable[[Night, Night], bool] | None = None
+    rejects: str | None = None
+    start: datetime = START
+
+
+def m(says: str, change: dict[str, Any], effect: Callable[[Night, Night], bool] | None = None,
+      *, plan: dict[str, Any] | None = None, profile: dict[str, Any] | None = None,
+      rejects: str | None = None, start: datetime = START) -> Mutation:
+    return Mutation(says, plan if plan is not None else base_plan(),
+                    profile if profile is not None else base_profile(), change, effect,
+                    rejects, start)
+
+
+def _set(doc: dict[str, Any], path: str, value: Any) -> None:
+    keys: list[Any] = [int(k) if k.isdigit() else k for k in path.split(".")]
+    node: Any = doc
+    for k in keys[:-1]:
+        if isinstance(node, dict) and k not in node:
+            node[k] = {}
+        node = node[k]
+    if value is REMOVE:
+        del node[keys[-1]]
+    elif isinstance(node, list) and keys[-1] == len(node):
+        node.append(value)
+    else:
+        node[keys[-1]] = value
+
+
+def mutated(case: Mutation) -> tuple[dict[str, Any], dict[str, Any]]:
+    docs = {"plan": copy.deepcopy(case.plan), "profile": copy.deepcopy(case.profile)}
+    for path, value in case.change.items():
+        root, _, rest = path.partition(".")
+        _set(docs[root], rest, value)
+    return docs["plan"], docs["profile"]
+
+
+# ---- the record, read the way the fields talk about it
+
+def near(x: float, y: float, tol: float = 1e-6) -> bool:
+    return abs(x - y) <= tol
+
+
+def longer(a: Night, b: Night, by: float, tol: float = 1e-6) -> bool:
+    """``b`` ended ``by`` clock seconds after ``a``."""
+    return near(b.end - a.end, by, tol)
+
+
+def step_seconds(n: Night, step_id: str) -> float:
+    """Clock seconds from the start of step ``step_id`` to the next step or target end."""
+    ts = [e["t"] for e in n.events]
+    i = next(i for i, e in enumerate(n.events) if e["event"] == "step" and e["id"] == step_id)
+    later = [j for j in range(i + 1, len(n.events))
+             if n.events[j]["event"] in ("step", "target_end", "phase")]
+    return float(ts[later[0]] - ts[i])
+
+
+def step_at(n: Night, step_id: str) -> float:
+    return float(next(e["t"] for e in n.of("step") if e["id"] == step_id))
+
+
+def frames_of(n: Night, attr: str) -> list[Any]:
+    return [getattr(f, attr) for f, _ in n.frames]
+
+
+def meta_of(n: Night, key: str) -> list[Any]:
+    return [meta[key] for _, meta in n.frames]
+
+
+def status(n: Night, target: int = 0) -> str:
+    return str(n.of("target_end")[target]["status"])
+
+
+def reason(n: Night, target: int = 0) -> str:
+    return str(n.of("target_end")[target].get("reason", ""))
+
+
+def started(n: Night, target: int = 0) -> float:
+    """When the target's first step began (after any wait for its constraints)."""
+    steps = [e for e in n.of("step") if str(e["id"]).startswith(f"T{target}/")]
+    return float(steps[0]["t"])
+
+
+def expose(**args: Any) -> dict[str, Any]:
+    return {"expose": {"count": 1, "exposure": 10, **args}}
+
+
+def seq(*steps: dict[str, Any], **top: Any) -> dict[str, Any]:
+    return base_plan(list(steps), **top)
+
+
+S0 = "plan.targets.0.sequence.0"
+S1 = "plan.targets.0.sequence.1"
+T0 = "plan.targets.0"
+GUIDED = base_profile(guider=True)
+MOUNTED = base_profile(mount=True)
+#: A guide exposure of 2 s; the nominal guider settles in settle.time + 3 guide exposures.
+GUIDE_EXPOSURE = 2.0
+DOWNLOAD = 1.5
+#: Twenty minutes after sunset on the base night (sunset 16:39 local): twilight still bright.
+DUSK = datetime(2026, 11, 25, 17, 0, tzinfo=AMS)
+#: A long wait for the sky.
+WAIT = {"max": 6 * 3600}
+#: The focuser's position before anything moves it: ``simulation.best_focus``.
+BEST_FOCUS = 25_000
+
+
+MUTATIONS: dict[str, Mutation] = {
+    # ---- plan
+    "Plan.version": m(
+        "only version 1 exists", {"plan.version": 2}, rejects="expected 1, got 2"),
+    "Plan.equipment": m(
+        "names the profile the night runs with: the built-in simulator downloads in 1.5 s",
+        {"plan.equipment": "simulator"},
+        lambda a, b: longer(a, b, 2 * (1.5 - 4.0)),
+        profile=base_profile(camera={**base_profile()["camera"], "download_time": 4.0})),
+    "Plan.defaults": m(
+        "gives steps their defaults", {"plan.defaults": {"expose": {"gain": 120}}},
+        lambda a, b: frames_of(a, "gain") == [0, 0] and frames_of(b, "gain") == [120, 120]),
+    "Plan.startup": m(
+        "runs before the first target", {"plan.startup": [{"wait": {"for": 60}}]},
+        lambda a, b: near(started(b) - started(a), 60) and longer(a, b, 60)),
+    "Plan.triggers": m(
+        "adds work between frames",
+        {"plan.triggers": [{"autofocus": {"every_frames": 1}}]},
+        lambda a, b: not a.of("autofocus") and len(b.of("autofocus")) == 1),
+    "Plan.targets": m(
+        "lists what the night images, in order",
+        {"plan.targets.1": {"name": "M 31", "coordinates": {"ra": 10.68, "dec": 41.27},
+                            "sequence": [expose()]}},
+        lambda a, b: [e["target"] for e in b.of("target_start")] == ["NGC 188", "M 31"]
+        and [e["target"] for e in a.of("target_start")] == ["NGC 188"]),
+    "Plan.blocks": m(
+        "a use step runs the block of that name",
+        {"plan.blocks.short": [expose(exposure=3)]},
+        lambda a, b: a.exposures() == [10.0] and b.exposures() == [3.0],
+        plan=seq({"use": "short"}, blocks={"short": [expose(exposure=10)]})),
+    "Plan.shutdown": m(
+        "runs after the last target", {"plan.shutdown": [{"wait": {"for": 60}}]},
+        lambda a, b: longer(a, b, 60)),
+    "Plan.on_error": m(
+        "the plan's error policy applies to a step without its own",
+        {"plan.on_error": {"then": "skip_step"}},
+        lambda a, b: status(a) == "skipped" and a.exposures() == []
+        and status(b) == "completed" and b.exposures() == [10.0],
+        plan=seq({"cool": {"to": -20, "timeout": 10}}, expose())),
+    "Site.latitude": m(
+        "NGC 188 stands 47-57° high at 52° N, 35-45° at 40° N",
+        {"plan.site.latitude": 40}, rejects="never gets above 44.8° at latitude 40°",
+        plan=seq(expose(), target={"constraints": {"min_altitude": 46}})),
+    "Site.latitude (sky)": m(
+        "further south, a target rising in the east climbs to 30° sooner",
+        {"plan.site.latitude": 30},
+        lambda a, b: step_at(b, "T0/seq[1]") < step_at(a, "T0/seq[1]") - 600,
+        plan=seq({"wait": {"altitude": 30}}, expose(),
+                 target={"coordinates": {"ra": "08:00:00", "dec": "+10:00:00"}})),
+    "Site.longitude": m(
+        "15° further east, the sky turns an hour (sidereal) earlier by the clock",
+        {"plan.site.longitude": 19.89},
+        lambda a, b: near(started(a) - started(b), 3590.0, 60),
+        plan=seq(expose(), target={"coordinates": {"ra": "08:00:00", "dec": "+10:00:00"},
+                                   "constraints": {"min_altitude": 20}, "wait": WAIT})),
+    "Site.timezone": m(
+        "clock times are the site's: 23:30 in London is an hour after 23:30 in Amsterdam",
+        {"plan.site.timezone": "Europe/London"},
+        lambda a, b: near(started(b) - started(a), 3600),
+        plan=seq(expose(), target={"constraints": {"after": "23:30"}, "wait": WAIT})),
+    "Defaults.expose": m(
+        "gain, offset and binning of frames that do not set them",
+        {"plan.defaults.expose": {"gain": 50, "offset": 7, "binning": 2}},
+        lambda a, b: (frames_of(b, "gain"), frames_of(b, "offset"), frames_of(b, "binning"))
+        == ([50, 50], [7, 7], [2, 2]) and frames_of(a, "binning") == [1, 1]),
+    "ExposeSettings.gain": m(
+        "the default gain", {"plan.defaults.expose.gain": 200},
+        lambda a, b: frames_of(a, "gain") == [100, 100] and frames_of(b, "gain") == [200, 200],
+        plan=base_plan(defaults={"expose": {"gain": 100}})),
+    "ExposeSettings.offset": m(
+        "the default offset", {"plan.defaults.expose.offset": 30},
+        lambda a, b: frames_of(a, "offset") == [10, 10] and frames_of(b, "offset") == [30, 30],
+        plan=base_plan(defaults={"expose": {"offset": 10}})),
+    "ExposeSettings.binning": m(
+        "the default binning", {"plan.defaults.expose.binning": 3},
+        lambda a, b: frames_of(a, "binning") == [2, 2] and frames_of(b, "binning") == [3, 3],
+        plan=base_plan(defaults={"expose": {"binning": 2}})),
+    "Defaults.settle": m(
+        "settling after guide start takes settle.time + 3 guide exposures",
+        {"plan.defaults.settle": {"time": 20}},
+        lambda a, b: near(b.first("settled")["seconds"] - a.first("settled")["seconds"], 12)
+        and longer(a, b, 12),
+        plan=base_plan(startup=[{"guide": "start"}], defaults={"settle": {"time": 8}}),
+        profile=GUIDED),
+    "Settle.time": m(
+        "seconds the guide error must stay low", {"plan.startup.0.guide.settle.time": 30},
+        lambda a, b: near(a.first("settled")["seconds"], 4 + 3 * GUIDE_EXPOSURE)
+        and near(b.first("settled")["seconds"], 30 + 3 * GUIDE_EXPOSURE),
+        plan=base_plan(startup=[{"guide": {"action": "start", "settle": {"time": 4}}}]),
+        profile=GUIDED),
+    "Settle.pixels": m(
+        "the distance that counts as settled", {"plan.startup.0.guide.settle.pixels": 0.8},
+        lambda a, b: [c["settle_pixels"] for _, c in a.guider] == [2.0]
+        and [c["settle_pixels"] for _, c in b.guider] == [0.8],
+        plan=base_plan(startup=[{"guide": {"action": "start", "settle": {"pixels": 2.0}}}]),
+        profile=GUIDED),
+    "Settle.timeout": m(
+        "how long the guider may take to settle (the guider gives up after it)",
+        {"plan.startup.0.guide.settle.timeout": 5},
+        lambda a, b: [c["settle_timeout"] for _, c in a.guider] == [60]
+        and [c["settle_timeout"] for _, c in b.guider] == [5],
+        plan=base_plan(startup=[{"guide": {"action": "start",
+                                           "settle": {"time": 8, "timeout": 60}}}]),
+        profile=GUIDED),
+    # ---- error policies
+    "ErrorPolicy.retry": m(
+        "a failed step is tried again, retry times",
+        {f"{S0}.on_error.retry": 2},
+        lambda a, b: len(a.of("retry")) == 0 and len(b.of("retry")) == 2
+        and len(b.of("error")) == 3,
+        plan=seq({"cool": {"to": -20, "timeout": 10}, "on_error": {"retry": 0}}, expose())),
+    "ErrorPolicy.backoff": m(
+        "the pause before a retry", {f"{S0}.on_error.backoff": 50},
+        lambda a, b: [e["delay"] for e in a.of("retry")] == [5.0]
+        and [e["delay"] for e in b.of("retry")] == [50.0] and longer(a, b, 45),
+        plan=seq({"cool": {"to": -20, "timeout": 10}, "on_error": {"retry": 1, "backoff": 5}},
+                 expose())),
+    "ErrorPolicy.then": m(
+        "what a step that keeps failing does: skip_step goes on with the target",
+        {f"{S0}.on_error.then": "skip_step"},
+        lambda a, b: status(a) == "skipped" and status(b) == "completed"
+        and b.exposures() == [10.0],
+        plan=seq({"cool": {"to": -20, "timeout": 10}, "on_error": {"then": "skip_target"}},
+                 expose())),
+    # ---- steps
+    "StepBase.timeout": m(
+        "a step that runs longer fails", {f"{S0}.timeout": 10},
+        lambda a, b: status(a) == "completed" and status(b) == "skipped"
+        and "timed out after 10 s" in reason(b),
+        plan=seq({"wait": {"for": 100}}, expose())),
+    "StepBase.on_error": m(
+        "the step's own error policy wins over the plan's",
+        {f"{S0}.on_error": {"then": "skip_step"}},
+        lambda a, b: status(a) == "skipped" and status(b) == "completed",
+        plan=seq({"cool": {"to": -20, "timeout": 10}}, expose(),
+                 on_error={"then": "skip_target"})),
+    "CoolStep.cool": m(
+        "cools the camera to its set point", {S0: {"cool": {"to": -5, "rate": 5}}},
+        lambda a, b: not a.of("temperature") and b.first("temperature")["set_temp"] == -5.0
+        and b.end - a.end > 200,
+        plan=seq({"wait": {"for": 0}}, expose())),
+    "CoolArgs.to": m(
+        "the set point: from 15 °C at 5 °C/min, -5 °C is a minute further than 0 °C",
+        {f"{S0}.cool.to": -5},
+        lambda a, b: a.first("temperature")["set_temp"] == 0.0
+        and b.first("temperature")["set_temp"] == -5.0 and longer(a, b, 60, 2),
+        plan=seq({"cool": {"to": 0, "rate": 5}}, expose())),
+    "CoolArgs.rate": m(
+        "the ramp: 20 °C at 2 °C/min takes 6 minutes longer than at 5 °C/min",
+        {f"{S0}.cool.rate": 2},
+        lambda a, b: near(step_seconds(b, "T0/seq[0]") - step_seconds(a, "T0/seq[0]"), 360, 8),
+        plan=seq({"cool": {"to": -5, "rate": 5}}, expose())),
+    "CoolArgs.timeout": m(
+        "cooling that takes longer fails", {f"{S0}.cool.timeout": 60},
+        lambda a, b: not a.of("error") and "within 60 s" in b.first("error")["message"],
+        plan=seq({"cool": {"to": -5, "rate": 5}}, expose())),
+    "WarmStep.warm": m(
+        "warms the camera to its set point", {S1: {"warm": {"to": 10, "rate": 5}}},
+        lambda a, b: [e["set_temp"] for e in b.of("temperature")] == [-5.0, 10.0]
+        and b.end - a.end > 150,
+        plan=seq({"cool": {"to": -5, "rate": 5}}, {"wait": {"for": 0}})),
+    "FilterStep.filter": m(
+        "moves the wheel: the frames are taken through that filter",
+        {f"{S0}.filter": "R"},
+        lambda a, b: meta_of(a, "filter") == ["L"] and meta_of(b, "filter") == ["R"],
+        plan=seq({"filter": "L"}, expose())),
+    "FocusStep.focus": m(
+        "moves the focuser", {S0: {"focus": {"by": 250}}},
+        lambda a, b: meta_of(a, "focus_position") == [BEST_FOCUS]
+        and meta_of(b, "focus_position") == [BEST_FOCUS + 250],
+        plan=seq({"wait": {"for": 0}}, expose())),
+    "FocusArgs.position": m(
+        "an absolute position", {f"{S0}.focus.position": 12_000},
+        lambda a, b: meta_of(a, "focus_position") == [10_000]
+        and meta_of(b, "focus_position") == [12_000],
+        plan=seq({"focus": {"position": 10_000}}, expose())),
+    "FocusArgs.by": m(
+        "a relative move", {f"{S0}.focus.by": -300},
+        lambda a, b: meta_of(a, "focus_position") == [BEST_FOCUS + 100]
+        and meta_of(b, "focus_position") == [BEST_FOCUS - 300],
+        plan=seq({"focus": {"by": 100}}, expose())),
+    "FocusArgs.auto": m(
+        "runs an autofocus", {f"{S0}.focus": {"auto": {}}},
+        lambda a, b: not a.of("autofocus") and b.first("autofocus")["ok"] is True,
+        plan=seq({"focus": {"by": 100}}, expose())),
+    "FocusAuto.steps": m(
+        "samples per V-curve: 4 more cost 4 × (exposure + download + overhead) and 4 steps"
+        " of travel each way",
+        {f"{S0}.focus.auto.steps": 13},
+        lambda a, b: near(b.first("autofocus")["seconds"] - a.first("autofocus")["seconds"],
+                          4 * (3 + DOWNLOAD + 10) + 2 * 4 * 150 / 1000),
+        plan=seq({"focus": {"auto": {"steps": 9}}}, expose())),
+    "FocusAuto.exposure": m(
+        "exposure per sample: 2 s more on each of 9 samples",
+        {f"{S0}.focus.auto.exposure": 5},
+        lambda a, b: near(b.first("autofocus")["seconds"] - a.first("autofocus")["seconds"],
+                          9 * 2, 1e-3),
+        plan=seq({"focus": {"auto": {"exposure": 3}}}, expose())),
+    "FocusAuto.step_size": m(
+        "spacing of the samples: a wider V-curve travels further",
+        {f"{S0}.focus.auto.step_size": 300},
+        lambda a, b: b.first("autofocus")["seconds"] > a.first("autofocus")["seconds"],
+        plan=seq({"focus": {"auto": {"step_size": 100}}}, expose())),
+    "ExposeStep.expose": m(
+        "takes frames", {S0: expose(count=3)},
+        lambda a, b: len(a.frames) == 0 and len(b.frames) == 3,
+        plan=seq({"wait": {"for": 0}})),
+    "ExposeArgs.count": m(
+        "frames taken: 3 more cost 3 × (exposure + download)", {f"{S0}.expose.count": 5},
+        lambda a, b: len(a.frames) == 2 and len(b.frames) == 5
+        and longer(a, b, 3 * (10 + DOWNLOAD))),
+    "ExposeArgs.exposure": m(
+        "seconds per frame", {f"{S0}.expose.exposure": 25},
+        lambda a, b: a.exposures() == [10.0, 10.0] and b.exposures() == [25.0, 25.0]
+        and frames_of(b, "exposure") == [25.0, 25.0] and longer(a, b, 30)),
+    "ExposeArgs.type": m(
+        "the frame type", {f"{S0}.expose.type": "dark"},
+        lambda a, b: [str(e["type"]) for e in a.of("frame")] == ["light", "light"]
+        and [str(e["type"]) for e in b.of("frame")] == ["dark", "dark"]),
+    "ExposeArgs.filter": m(
+        "the filter of the frames", {f"{S0}.expose.filter": "Ha"},
+        lambda a, b: meta_of(a, "filter") == ["L", "L"] and meta_of(b, "filter") == ["Ha", "Ha"]
+        and [e["filter"] for e in b.of("filter")] == ["Ha"],
+        plan=seq(expose(count=2, filter="L"))),
+    "ExposeArgs.gain": m(
+        "the frames' gain, over the default", {f"{S0}.expose.gain": 300},
+        lambda a, b: frames_of(a, "gain") == [100] and frames_of(b, "gain") == [300],
+        plan=seq(expose(), defaults={"expose": {"gain": 100}})),
+    "ExposeArgs.offset": m(
+        "the frames' offset, over the default", {f"{S0}.expose.offset": 40},
+        lambda a, b: frames_of(a, "offset") == [10] and frames_of(b, "offset") == [40],
+        plan=seq(expose(), defaults={"expose": {"offset": 10}})),
+    "ExposeArgs.binning": m(
+        "the frames' binning, over the default", {f"{S0}.expose.binning": 4},
+        lambda a, b: frames_of(a, "binning") == [2] and frames_of(b, "binning") == [4],
+        plan=seq(expose(), defaults={"expose": {"binning": 2}})),
+    "ExposeArgs.roi": m(
+        "a sub-frame", {f"{S0}.expose.roi": {"x": 10, "y": 20, "width": 100, "height": 50}},
+        lambda a, b: [(r.x, r.y, r.width, r.height) for r in frames_of(b, "roi")]
+        == [(10, 20, 100, 50)] and frames_of(a, "roi") != frames_of(b, "roi"),
+        plan=seq(expose())),
+    **{f"Roi.{k}": m(
+        f"the sub-frame's {k}", {f"{S0}.expose.roi.{k}": 64},
+        (lambda k: lambda a, b: getattr(frames_of(a, "roi")[0], k) == base[k]
+         and getattr(frames_of(b, "roi")[0], k) == 64)(k),
+        plan=seq(expose(roi=dict(base))))
+       for base in [{"x": 8, "y": 16, "width": 200, "height": 100}] for k in base},
+    "GuideStep.guide": m(
+        "starts guiding, and settles", {S0: {"guide": "start"}},
+        lambda a, b: not a.of("guiding") and b.first("guiding")["state"] == "guiding"
+        and b.of("settled"),
+        plan=seq({"wait": {"for": 0}}, expose()), profile=GUIDED),
+    "GuideArgs.action": m(
+        "stop stops guiding", {f"{S1}.guide.action": "stop"},
+        lambda a, b: [e["state"] for e in a.of("guiding")] == ["guiding", "guiding"]
+        or [e["state"] for e in b.of("guiding")][-1] == "stopped",
+        plan=seq({"guide": "start"}, {"guide": {"action": "start"}}, expose()),
+        profile=GUIDED),
+    "GuideArgs.settle": m(
+        "settle criteria of this start", {f"{S0}.guide.settle": {"time": 30}},
+        lambda a, b: near(b.first("settled")["seconds"] - a.first("settled")["seconds"], 22),
+        plan=seq({"guide": {"action": "start"}}, expose()), profile=GUIDED),
+    "GuideArgs.recalibrate": m(
+        "a fresh calibration before guiding", {f"{S0}.guide.recalibrate": True},
+        lambda a, b: b.end > a.end and b.first("guiding")["t"] > a.first("guiding")["t"],
+        plan=seq({"guide": {"action": "start"}}, expose()), profile=GUIDED),
+    "DitherStep.dither": m(
+        "dithers, and settles", {S1: {"dither": {}}},
+        lambda a, b: not a.of("dithered") and b.first("dithered")["amount"] == 5.0
+        and b.of("settled")[-1]["after"] == "dither",
+        plan=seq({"guide": "start"}, {"wait": {"for": 0}}, expose()), profile=GUIDED),
+    "DitherArgs.amount": m(
+        "the dither's size", {f"{S1}.dither.amount": 9},
+        lambda a, b: a.first("dithered")["amount"] == 2.0
+        and b.first("dithered")["amount"] == 9.0,
+        plan=seq({"guide": "start"}, {"dither": {"amount": 2}}, expose()), profile=GUIDED),
+    "DitherArgs.ra_only": m(
+        "dithers along RA only", {f"{S1}.dither.ra_only": True},
+        lambda a, b: [c["ra_only"] for n, c in a.guider if n == "dither"] == [False]
+        and [c["ra_only"] for n, c in b.guider if n == "dither"] == [True],
+        plan=seq({"guide": "start"}, {"dither": {"amount": 2}}, expose()), profile=GUIDED),
+    "DitherArgs.settle": m(
+        "settle criteria of this dither", {f"{S1}.dither.settle": {"time": 30}},
+        lambda a, b: near(b.of("settled")[-1]["seconds"] - a.of("settled")[-1]["seconds"], 22),
+        plan=seq({"guide": "start"}, {"dither": {}}, expose()), profile=GUIDED),
+    "WaitStep.wait": m(
+        "waits", {S0: {"wait": {"for": 90}}}, lambda a, b: longer(a, b, 90),
+        plan=seq({"wait": {"for": 0}}, expose())),
+    "WaitArgs.for_": m(
+        "waits this long", {f"{S0}.wait.for": 100}, lambda a, b: longer(a, b, 70),
+        plan=seq({"wait": {"for": 30}}, expose())),
+    "WaitArgs.until": m(
+        "waits until this clock time", {f"{S0}.wait.until": "22:30"},
+        lambda a, b: longer(a, b, 1200, 1e-3),
+        plan=seq({"wait": {"until": "22:10"}}, expose())),
+    "WaitArgs.altitude": m(
+        "waits until the target stands this high",
+        {f"{S0}.wait.altitude": 30},
+        lambda a, b: b.end - a.end > 1800,
+        plan=seq({"wait": {"altitude": 10}}, expose(),
+                 target={"coordinates": {"ra": "08:00:00", "dec": "+10:00:00"}})),
+}
+
+#: A target 13 minutes east of the meridian at ``START`` (RA 01:50): the flip falls early.
+EAST = {"ra": "01:50:00", "dec": "+30:00:00"}
+SIDEREAL = 0.9972696
+FLIPPING = seq({"slew": {}}, expose(count=30, exposure=120),
+               target={"coordinates": EAST}, triggers=[{"meridian_flip": {"after": 0}}])
+
+
+def flip_at(n: Night) -> float:
+    return float(next(e["t"] for e in n.of("trigger") if e["kind"] == "meridian_flip"))
+
+
+def slewed(n: Night) -> list[tuple[float, float]]:
+    return [(round(e["ra"], 4), round(e["dec"], 4)) for e in n.of("slewed")]
+
+
+MUTATIONS.update({
+    "SlewStep.slew": m(
+        "points the mount at the target", {S0: {"slew": {}}},
+        lambda a, b: not a.of("slewed") and slewed(b) == [(12.1083, 85.245)],
+        plan=seq({"wait": {"for": 0}}, expose()), profile=MOUNTED),
+    "SlewArgs.ra": m(
+        "a right ascension of its own", {f"{S0}.slew.ra": "02:00:00"},
+        lambda a, b: slewed(a) == [(12.1083, 85.245)] and slewed(b) == [(30.0, 85.245)],
+        plan=seq({"slew": {}}, expose()), profile=MOUNTED),
+    "SlewArgs.dec": m(
+        "a declination of its own", {f"{S0}.slew.dec": "+45:00:00"},
+        lambda a, b: slewed(b) == [(12.1083, 45.0)] and b.end > a.end,
+        plan=seq({"slew": {}}, expose()), profile=MOUNTED),
+    "SlewArgs.center": m(
+        "plate-solves after the slew", {f"{S0}.slew.center": True},
+        lambda a, b: not a.of("centring") and len(b.of("centring")) == 1,
+        plan=seq({"slew": {}}, expose()), profile=MOUNTED),
+    "CenterArgs.exposure": m(
+        "the centring frame's exposure: 20 s instead of 5 s",
+        {f"{S0}.slew.center.exposure": 20},
+        lambda a, b: longer(a, b, 15, 1e-3),
+        plan=seq({"slew": {"center": {"exposure": 5}}}, expose()), profile=MOUNTED),
+    "ParkStep.park": m(
+        "parks the mount", {S1: {"park": {}}},
+        lambda a, b: not a.of("parked") and len(b.of("parked")) == 1,
+        plan=seq({"slew": {}}, {"wait": {"for": 0}}), profile=MOUNTED),
+    "CalibrationStep.calibration": m(
+        "takes calibration frames", {S0: {"calibration": {"kind": "bias", "count": 3}}},
+        lambda a, b: not a.frames and [e["type"] for e in b.of("frame")] == ["bias"] * 3,
+        plan=seq({"wait": {"for": 0}})),
+    "CalibrationArgs.kind": m(
+        "the frame type", {f"{S0}.calibration.kind": "flat",
+                           f"{S0}.calibration.exposures": [2]},
+        lambda a, b: [str(e["type"]) for e in a.of("frame")] == ["dark"] * 2
+        and [str(e["type"]) for e in b.of("frame")] == ["flat"] * 2,
+        plan=seq({"calibration": {"kind": "dark", "count": 2, "exposures": [2]}})),
+    "CalibrationArgs.count": m(
+        "frames per set", {f"{S0}.calibration.count": 5},
+        lambda a, b: len(a.frames) == 2 and len(b.frames) == 5,
+        plan=seq({"calibration": {"kind": "bias", "count": 2}})),
+    "CalibrationArgs.exposures": m(
+        "one set of darks per exposure time", {f"{S0}.calibration.exposures": [5, 30]},
+        lambda a, b: a.exposures() == [5.0, 5.0] and b.exposures() == [5.0, 5.0, 30.0, 30.0],
+        plan=seq({"calibration": {"kind": "dark", "count": 2, "exposures": [5]}})),
+    "CalibrationArgs.filters": m(
+        "flats through each filter", {f"{S0}.calibration.filters": ["R", "G"]},
+        lambda a, b: meta_of(a, "filter") == ["L"] and meta_of(b, "filter") == ["R", "G"],
+        plan=seq({"calibration": {"kind": "flat", "count": 1, "filters": ["L"]}})),
+    "CalibrationArgs.gain": m(
+        "the frames' gain", {f"{S0}.calibration.gain": 120},
+        lambda a, b: frames_of(a, "gain") == [0] and frames_of(b, "gain") == [120],
+        plan=seq({"calibration": {"kind": "bias", "count": 1}})),
+    "CalibrationArgs.offset": m(
+        "the frames' offset", {f"{S0}.calibration.offset": 25},
+        lambda a, b: frames_of(a, "offset") == [0] and frames_of(b, "offset") == [25],
+        plan=seq({"calibration": {"kind": "bias", "count": 1}})),
+    "CalibrationArgs.binning": m(
+        "the frames' binning", {f"{S0}.calibration.binning": 2},
+        lambda a, b: frames_of(a, "binning") == [1] and frames_of(b, "binning") == [2],
+        plan=seq({"calibration": {"kind": "bias", "count": 1}})),
+    "UseStep.use": m(
+        "runs the named block", {f"{S0}.use": "long"},
+        lambda a, b: a.exposures() == [5.0] and b.exposures() == [50.0],
+        plan=seq({"use": "short"}, blocks={"short": [expose(exposure=5)],
+                                           "long": [expose(exposure=50)]})),
+    "RepeatStep.repeat": m(
+        "runs its steps again", {f"{S0}.repeat.count": 3},
+        lambda a, b: len(a.frames) == 1 and len(b.frames) == 3,
+        plan=seq({"repeat": {"count": 1}, "steps": [expose()]})),
+    "RepeatStep.steps": m(
+        "what each iteration runs", {f"{S0}.steps": [expose(exposure=4), expose(exposure=6)]},
+        lambda a, b: a.exposures() == [10.0] * 2 and b.exposures() == [4.0, 6.0] * 2,
+        plan=seq({"repeat": {"count": 2}, "steps": [expose()]})),
+    "RepeatArgs.count": m(
+        "iterations", {f"{S0}.repeat.count": 4},
+        lambda a, b: len(a.frames) == 2 and len(b.frames) == 4,
+        plan=seq({"repeat": {"count": 2}, "steps": [expose()]})),
+    "RepeatArgs.until": m(
+        "loops until a condition holds", {f"{S0}.repeat": {"until": {"frames": 5}}},
+        lambda a, b: len(a.frames) == 2 and len(b.frames) == 5,
+        plan=seq({"repeat": {"count": 2}, "steps": [expose()]})),
+    "RepeatUntil.frames": m(
+        "stops after this many frames", {f"{S0}.repeat.until.frames": 7},
+        lambda a, b: len(a.frames) == 3 and len(b.frames) == 7,
+        plan=seq({"repeat": {"until": {"frames": 3}}, "steps": [expose()]})),
+    "RepeatUntil.time": m(
+        "stops at this clock time: 10 minutes later is 10 minutes of 60 s frames more",
+        {f"{S0}.repeat.until.time": "22:20"},
+        lambda a, b: 8 <= len(b.frames) - len(a.frames) <= 11 and near(b.end - a.end, 600, 62),
+        plan=seq({"repeat": {"until": {"time": "22:10"}}, "steps": [expose(exposure=60)]})),
+    "RepeatUntil.altitude_below": m(
+        "stops when the target sinks below this altitude: a setting target, a higher limit",
+        {f"{S0}.repeat.until.altitude_below": 30},
+        lambda a, b: len(b.frames) < len(a.frames) and b.end < a.end - 1800,
+        plan=seq({"repeat": {"until": {"altitude_below": 15}}, "steps": [expose(exposure=300)]},
+                 target={"coordinates": {"ra": "23:00:00", "dec": "+10:00:00"}})),
+    "EachFilterStep.each_filter": m(
+        "runs its steps through each filter", {f"{S0}.each_filter": ["R", "G", "B"]},
+        lambda a, b: meta_of(a, "filter") == ["L"] and meta_of(b, "filter") == ["R", "G", "B"],
+        plan=seq({"each_filter": ["L"], "steps": [expose()]})),
+    "EachFilterStep.steps": m(
+        "what runs through each filter",
+        {f"{S0}.steps": [expose(exposure=4), expose(exposure=6)]},
+        lambda a, b: a.exposures() == [10.0] * 2 and b.exposures() == [4.0, 6.0] * 2,
+        plan=seq({"each_filter": ["L", "R"], "steps": [expose()]})),
+    # ---- triggers
+    "TriggerItem.dither": m(
+        "dithers between light frames", {"plan.triggers": [{"dither": {"every": 1}}]},
+        lambda a, b: not a.of("dithered") and len(b.of("dithered")) == 1,
+        plan=base_plan(startup=[{"guide": "start"}]), profile=GUIDED),
+    "DitherTrigger.every": m(
+        "frames between dithers: every 2nd of 6 frames, then every 3rd",
+        {"plan.triggers.0.dither.every": 3},
+        lambda a, b: len(a.of("dithered")) == 2 and len(b.of("dithered")) == 1,
+        plan=seq(expose(count=6), startup=[{"guide": "start"}],
+                 triggers=[{"dither": {"every": 2}}]), profile=GUIDED),
+    "DitherTrigger.amount": m(
+        "the dither's size", {"plan.triggers.0.dither.amount": 8},
+        lambda a, b: a.first("dithered")["amount"] == 3.0
+        and b.first("dithered")["amount"] == 8.0,
+        plan=base_plan(startup=[{"guide": "start"}],
+                       triggers=[{"dither": {"every": 1, "amount": 3}}]), profile=GUIDED),
+    "DitherTrigger.ra_only": m(
+        "dithers along RA only", {"plan.triggers.0.dither.ra_only": True},
+        lambda a, b: [c["ra_only"] for n, c in a.guider if n == "dither"] == [False]
+        and [c["ra_only"] for n, c in b.guider if n == "dither"] == [True],
+        plan=base_plan(startup=[{"guide": "start"}], triggers=[{"dither": {"every": 1}}]),
+        profile=GUIDED),
+    "DitherTrigger.settle": m(
+        "settle criteria after the dither", {"plan.triggers.0.dither.settle": {"time": 30}},
+        lambda a, b: near(b.of("settled")[-1]["seconds"] - a.of("settled")[-1]["seconds"], 22)
+        and longer(a, b, 22),
+        plan=base_plan(startup=[{"guide": "start"}], triggers=[{"dither": {"every": 1}}]),
+        profile=GUIDED),
+    "TriggerItem.autofocus": m(
+        "refocuses between frames", {"plan.triggers": [{"autofocus": {"every_frames": 1}}]},
+        lambda a, b: not a.of("autofocus") and len(b.of("autofocus")) == 1),
+    "AutofocusTrigger.every_frames": m(
+        "frames between autofocus runs: 6 frames, every 2nd then every 3rd",
+        {"plan.triggers.0.autofocus.every_frames": 3},
+        lambda a, b: len(a.of("autofocus")) == 2 and len(b.of("autofocus")) == 1,
+        plan=seq(expose(count=6), triggers=[{"autofocus": {"every_frames": 2}}])),
+    "AutofocusTrigger.every_minutes": m(
+        "minutes between autofocus runs: 20 × 60 s frames, every 5 then every 10 minutes",
+        {"plan.triggers.0.autofocus.every_minutes": 10},
+        lambda a, b: len(b.of("autofocus")) < len(a.of("autofocus")) and b.of("autofocus"),
+        plan=seq(expose(count=20, exposure=60), triggers=[{"autofocus": {"every_minutes": 5}}])),
+    "AutofocusTrigger.filter_change": m(
+        "refocuses when the filter changed", {"plan.triggers.0.autofocus.filter_change": True},
+        lambda a, b: not a.of("autofocus")
+        and [e["filter"] for e in b.of("autofocus")] == ["R"],
+        plan=seq(expose(filter="L"), expose(filter="R"),
+                 triggers=[{"autofocus": {"filter_change": False, "every_frames": 100}}])),
+    "AutofocusTrigger.settings": m(
+        "the triggered autofocus's settings: 4 more samples",
+        {"plan.triggers.0.autofocus.settings": {"steps": 13}},
+        lambda a, b: near(b.first("autofocus")["seconds"] - a.first("autofocus")["seconds"],
+                          4 * (3 + DOWNLOAD + 10) + 2 * 4 * 150 / 1000),
+        plan=base_plan(triggers=[{"autofocus": {"every_frames": 1}}])),
+    "TriggerItem.meridian_flip": m(
+        "flips the mount after the meridian", {"plan.triggers": []},
+        lambda a, b: a.of("trigger") and not b.of("trigger") and len(a.of("slewed")) == 2,
+        plan=FLIPPING, profile=MOUNTED),
+    "MeridianFlipTrigger.after": m(
+        "minutes past the meridian to flip at: 20 minutes (sidereal) later",
+        {"plan.triggers.0.meridian_flip.after": 20},
+        lambda a, b: near(flip_at(b) - flip_at(a), 20 * 60 * SIDEREAL, 1),
+        plan=FLIPPING, profile=MOUNTED),
+})
+
+
+def _run(tmp: Path, case: Mutation) -> tuple[Night, Night]:
+    before = night(tmp / "before", case.plan, case.profile, case.start)
+    plan, profile = mutated(case)
+    after = night(tmp / "after", plan, profile, case.start)
+    return before, after
+
+
+@pytest.mark.parametrize("name", sorted(k for k, v in MUTATIONS.items() if v.effect))
+def test_changing_the_field_changes_the_night_as_it_says(tmp_path: Path, name: str) -> None:
+    case = MUTATIONS[name]
+    assert case.effect is not None
+    before, after = _run(tmp_path, case)
+    assert case.effect(before, after), (
+        f"{name} {case.says}: not so\nbefore: {before.kinds()} end {before.end}\n"
+        f"after:  {after.kinds()} end {after.end}\n{before.events}\n{after.events}")
+
+
+@pytest.mark.parametrize("name", sorted(k for k, v in MUTATIONS.items() if v.rejects))
+def test_changing_the_field_makes_validation_reject_the_plan(tmp_path: Path, name: str) -> None:
+    case = MUTATIONS[name]
+    assert case.rejects is not None
+    loaded = load(tmp_path / "before", case.plan, case.profile)
+    assert loaded.ok, [d.format() for d in loaded.diagnostics]
+    plan, profile = mutated(case)
+    messages = [d.format() for d in load(tmp_path / "after", plan, profile).diagnostics]
+    assert any(case.rejects in msg and ": error: " in msg for msg in messages), messages
+
+
+def _insert(cases: dict[str, Mutation]) -> None:
+    for k, v in cases.items():
+        assert k not in MUTATIONS, k
+        MUTATIONS[k] = v
+
+
+#: A 30-minute target: 30 frames of 60 s.
+HALF_HOUR = [expose(count=30, exposure=60)]
+#: The Moon, full on the base night (2026-11-24), stands near RA 04:10, Dec +21.
+NEAR_MOON = {"ra": "04:10:00", "dec": "+21:00:00"}
+
+_insert({
+    # ---- targets
+    "Target.name": m(
+        "names the frames' target", {f"{T0}.name": "Cluster"},
+        lambda a, b: meta_of(a, "target") == ["NGC 188"] * 2
+        and meta_of(b, "target") == ["Cluster"] * 2
+        and [e["target"] for e in b.of("target_start")] == ["Cluster"]),
+    "Target.coordinates": m(
+        "where the target is: the frames' RA/Dec and the slew",
+        {f"{T0}.coordinates": {"ra": "02:00:00", "dec": "+45:00:00"}},
+        lambda a, b: (meta_of(b, "ra"), meta_of(b, "dec")) == ([30.0], [45.0])
+        and slewed(b) == [(30.0, 45.0)] and slewed(a) == [(12.1083, 85.245)],
+        plan=seq({"slew": {}}, expose()), profile=MOUNTED),
+    "Coordinates.ra": m(
+        "the target's right ascension", {f"{T0}.coordinates.ra": "03:00:00"},
+        lambda a, b: meta_of(a, "ra") == [pytest.approx(12.1083, abs=1e-3)]
+        and meta_of(b, "ra") == [45.0]),
+    "Coordinates.dec": m(
+        "the target's declination", {f"{T0}.coordinates.dec": "+80:00:00"},
+        lambda a, b: meta_of(a, "dec") == [pytest.approx(85.245, abs=1e-3)]
+        and meta_of(b, "dec") == [80.0]),
+    "Target.constraints": m(
+        "the target runs only while they hold", {f"{T0}.constraints": {"min_altitude": 70}},
+        lambda a, b: status(a) == "completed" and status(b) == "skipped"
+        and "altitude" in reason(b) and not b.frames),
+    "Target.sequence": m(
+        "what the target runs", {f"{T0}.sequence": [expose(exposure=7)]},
+        lambda a, b: a.exposures() == [10.0, 10.0] and b.exposures() == [7.0]),
+    "Target.on_error": m(
+        "the target's error policy applies to its steps",
+        {f"{T0}.on_error": {"then": "skip_step"}},
+        lambda a, b: status(a) == "skipped" and status(b) == "completed"
+        and b.exposures() == [10.0],
+        plan=seq({"cool": {"to": -20, "timeout": 10}}, expose())),
+    "Target.wait": m(
+        "waits for the constraints instead of skipping: 23:30 is 90 minutes after 22:00",
+        {f"{T0}.wait": {"max": 7200}},
+        lambda a, b: status(a) == "skipped" and status(b) == "completed"
+        and near(started(b), 5400, 1),
+        plan=seq(expose(), target={"constraints": {"after": "23:30"}})),
+    "WaitPolicy.max": m(
+        "the longest wait: 30 minutes does not reach 23:30",
+        {f"{T0}.wait.max": 1800},
+        lambda a, b: status(a) == "completed" and status(b) == "skipped",
+        plan=seq(expose(), target={"constraints": {"after": "23:30"}, "wait": {"max": 7200}})),
+    "WaitPolicy.then": m(
+        "abort ends the night when the wait runs out, skip goes on to the next target",
+        {f"{T0}.wait.then": "abort"},
+        lambda a, b: [e["target"] for e in a.of("target_start")] == ["NGC 188", "M 31"]
+        and [e["target"] for e in b.of("target_start")] == ["NGC 188"],
+        plan=seq(expose(), target={"constraints": {"after": "23:30"},
+                                   "wait": {"max": 60, "then": "skip"}},
+                 more_targets=[{"name": "M 31", "coordinates": {"ra": 10.68, "dec": 41.27},
+                                "sequence": [expose()]}])),
+    "Constraints.min_altitude": m(
+        "NGC 188 stands 47-57° high: a 60° limit is never met",
+        {f"{T0}.constraints.min_altitude": 60},
+        lambda a, b: status(a) == "completed" and status(b) == "skipped"
+        and "altitude" in reason(b),
+        plan=seq(expose(), target={"constraints": {"min_altitude": 40}})),
+    "Constraints.max_airmass": m(
+        "airmass 1.1 needs 65° of altitude, more than NGC 188 reaches",
+        {f"{T0}.constraints.max_airmass": 1.1},
+        lambda a, b: status(a) == "completed" and status(b) == "skipped"
+        and "airmass" in reason(b),
+        plan=seq(expose(), target={"constraints": {"max_airmass": 2}})),
+    "Constraints.twilight": m(
+        "astronomical twilight ends over an hour after civil twilight",
+        {f"{T0}.constraints.twilight": "astronomical"},
+        lambda a, b: started(b) - started(a) > 3600,
+        plan=seq(expose(), target={"constraints": {"twilight": "civil"}, "wait": WAIT}),
+        start=DUSK),
+    "Constraints.max_sun_altitude": m(
+        "the Sun reaches -18° over an hour after -6°",
+        {f"{T0}.constraints.max_sun_altitude": -18},
+        lambda a, b: started(b) - started(a) > 3600,
+        plan=seq(expose(), target={"constraints": {"max_sun_altitude": -6}, "wait": WAIT}),
+        start=DUSK),
+    "Constraints.moon_separation": m(
+        "a target beside the Moon is skipped when it must stand 30° away",
+        {f"{T0}.constraints.moon_separation": 30},
+        lambda a, b: status(a) == "completed" and status(b) == "skipped"
+        and "moon" in reason(b).lower(),
+        plan=seq(expose(), target={"coordinates": NEAR_MOON,
+                                   "constraints": {"moon_separation": 1}})),
+    "Constraints.max_moon_illumination": m(
+        "the Moon is full on the base night: 50% at most skips the target",
+        {f"{T0}.constraints.max_moon_illumination": 0.5},
+        lambda a, b: status(a) == "completed" and status(b) == "skipped"
+        and "moon" in reason(b).lower(),
+        plan=seq(expose(), target={"constraints": {"max_moon_illumination": 1.0}})),
+    "Constraints.after": m(
+        "not before this clock time: 23:00 is 30 minutes after 22:30",
+        {f"{T0}.constraints.after": "23:00"},
+        lambda a, b: near(started(a), 1800, 1) and near(started(b), 3600, 1),
+        plan=seq(expose(), target={"constraints": {"after": "22:30"}, "wait": WAIT})),
+    "Constraints.until": m(
+        "not after this clock time: the target ends at 22:10 with 10 minutes of frames",
+        {f"{T0}.constraints.until": "22:10"},
+        lambda a, b: len(a.frames) == 30 and 8 <= len(b.frames) <= 10
+        and status(b) != "completed",
+        plan=seq(*HALF_HOUR, target={"constraints": {"until": "23:59"}})),
+})
