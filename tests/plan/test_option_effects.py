@@ -40,6 +40,8 @@ from effects_night import (
 )
 from test_option_audit import AUDIT, Rejected
 
+from runner.devices.sim.nominal import GUIDE_CALIBRATION_S
+
 REMOVE = object()  #: a change that deletes the key
 
 
@@ -413,8 +415,9 @@ MUTATIONS: dict[str, Mutation] = {
         plan=seq({"wait": {"for": 0}}, expose()), profile=GUIDED),
     "GuideArgs.action": m(
         "stop stops guiding", {f"{S1}.guide.action": "stop"},
-        lambda a, b: [e["state"] for e in a.of("guiding")] == ["guiding", "guiding"]
-        or [e["state"] for e in b.of("guiding")][-1] == "stopped",
+        lambda a, b: [e["state"] for e in a.of("guiding")][-1] == "guiding"
+        and [e["state"] for e in b.of("guiding")][-1] == "stopped"
+        and len(b.of("settled")) == 1,
         plan=seq({"guide": "start"}, {"guide": {"action": "start"}}, expose()),
         profile=GUIDED),
     "GuideArgs.settle": m(
@@ -423,7 +426,8 @@ MUTATIONS: dict[str, Mutation] = {
         plan=seq({"guide": {"action": "start"}}, expose()), profile=GUIDED),
     "GuideArgs.recalibrate": m(
         "a fresh calibration before guiding", {f"{S0}.guide.recalibrate": True},
-        lambda a, b: b.end > a.end and b.first("guiding")["t"] > a.first("guiding")["t"],
+        lambda a, b: [c["recalibrate"] for _, c in b.guider] == [True]
+        and near(b.first("guiding")["t"] - a.first("guiding")["t"], GUIDE_CALIBRATION_S),
         plan=seq({"guide": {"action": "start"}}, expose()), profile=GUIDED),
     "DitherStep.dither": m(
         "dithers, and settles", {S1: {"dither": {}}},
@@ -648,40 +652,14 @@ MUTATIONS.update({
 })
 
 
-def _run(tmp: Path, case: Mutation) -> tuple[Night, Night]:
-    before = night(tmp / "before", case.plan, case.profile, case.start)
-    plan, profile = mutated(case)
-    after = night(tmp / "after", plan, profile, case.start)
-    return before, after
-
-
-@pytest.mark.parametrize("name", sorted(k for k, v in MUTATIONS.items() if v.effect))
-def test_changing_the_field_changes_the_night_as_it_says(tmp_path: Path, name: str) -> None:
-    case = MUTATIONS[name]
-    assert case.effect is not None
-    before, after = _run(tmp_path, case)
-    assert case.effect(before, after), (
-        f"{name} {case.says}: not so\nbefore: {before.kinds()} end {before.end}\n"
-        f"after:  {after.kinds()} end {after.end}\n{before.events}\n{after.events}")
-
-
-@pytest.mark.parametrize("name", sorted(k for k, v in MUTATIONS.items() if v.rejects))
-def test_changing_the_field_makes_validation_reject_the_plan(tmp_path: Path, name: str) -> None:
-    case = MUTATIONS[name]
-    assert case.rejects is not None
-    loaded = load(tmp_path / "before", case.plan, case.profile)
-    assert loaded.ok, [d.format() for d in loaded.diagnostics]
-    plan, profile = mutated(case)
-    messages = [d.format() for d in load(tmp_path / "after", plan, profile).diagnostics]
-    assert any(case.rejects in msg and ": error: " in msg for msg in messages), messages
-
-
 def _insert(cases: dict[str, Mutation]) -> None:
     for k, v in cases.items():
         assert k not in MUTATIONS, k
         MUTATIONS[k] = v
 
 
+#: Low in the west at ``START`` (11° high) and setting.
+SETTING = {"ra": "20:00:00", "dec": "+10:00:00"}
 #: A 30-minute target: 30 frames of 60 s.
 HALF_HOUR = [expose(count=30, exposure=60)]
 #: The Moon, full on the base night (2026-11-24), stands near RA 04:10, Dec +21.
@@ -703,15 +681,18 @@ _insert({
     "Coordinates.ra": m(
         "the target's right ascension", {f"{T0}.coordinates.ra": "03:00:00"},
         lambda a, b: meta_of(a, "ra") == [pytest.approx(12.1083, abs=1e-3)]
-        and meta_of(b, "ra") == [45.0]),
+        and meta_of(b, "ra") == [45.0],
+        plan=seq(expose())),
     "Coordinates.dec": m(
         "the target's declination", {f"{T0}.coordinates.dec": "+80:00:00"},
         lambda a, b: meta_of(a, "dec") == [pytest.approx(85.245, abs=1e-3)]
-        and meta_of(b, "dec") == [80.0]),
+        and meta_of(b, "dec") == [80.0],
+        plan=seq(expose())),
     "Target.constraints": m(
-        "the target runs only while they hold", {f"{T0}.constraints": {"min_altitude": 70}},
+        "the target runs only while they hold", {f"{T0}.constraints": {"min_altitude": 30}},
         lambda a, b: status(a) == "completed" and status(b) == "skipped"
-        and "altitude" in reason(b) and not b.frames),
+        and "altitude" in reason(b) and not b.frames,
+        plan=seq(expose(), target={"coordinates": SETTING})),
     "Target.sequence": m(
         "what the target runs", {f"{T0}.sequence": [expose(exposure=7)]},
         lambda a, b: a.exposures() == [10.0, 10.0] and b.exposures() == [7.0]),
@@ -742,17 +723,19 @@ _insert({
                  more_targets=[{"name": "M 31", "coordinates": {"ra": 10.68, "dec": 41.27},
                                 "sequence": [expose()]}])),
     "Constraints.min_altitude": m(
-        "NGC 188 stands 47-57° high: a 60° limit is never met",
-        {f"{T0}.constraints.min_altitude": 60},
+        "a target setting in the west, 11° high: above 5°, not above 30°",
+        {f"{T0}.constraints.min_altitude": 30},
         lambda a, b: status(a) == "completed" and status(b) == "skipped"
         and "altitude" in reason(b),
-        plan=seq(expose(), target={"constraints": {"min_altitude": 40}})),
+        plan=seq(expose(), target={"coordinates": SETTING,
+                                   "constraints": {"min_altitude": 5}})),
     "Constraints.max_airmass": m(
-        "airmass 1.1 needs 65° of altitude, more than NGC 188 reaches",
-        {f"{T0}.constraints.max_airmass": 1.1},
+        "a target setting in the west, 11° high, is at airmass 5: below 8, not below 2",
+        {f"{T0}.constraints.max_airmass": 2},
         lambda a, b: status(a) == "completed" and status(b) == "skipped"
         and "airmass" in reason(b),
-        plan=seq(expose(), target={"constraints": {"max_airmass": 2}})),
+        plan=seq(expose(), target={"coordinates": SETTING,
+                                   "constraints": {"max_airmass": 8}})),
     "Constraints.twilight": m(
         "astronomical twilight ends over an hour after civil twilight",
         {f"{T0}.constraints.twilight": "astronomical"},
@@ -790,3 +773,172 @@ _insert({
         and status(b) != "completed",
         plan=seq(*HALF_HOUR, target={"constraints": {"until": "23:59"}})),
 })
+
+
+def profile_with(section: str, **changes: Any) -> dict[str, Any]:
+    prof = base_profile(mount=True, guider=True)
+    prof[section] = {**prof[section], **changes}
+    return prof
+
+
+P_CAM = "profile.camera"
+P_FW = "profile.filter_wheel"
+P_FOC = "profile.focuser"
+P_MOUNT = "profile.mount"
+#: A slew of 60° in declination, from NGC 188 to +25°.
+LONG_SLEW = seq({"slew": {}}, {"slew": {"dec": "+25:00:00"}}, expose())
+
+_insert({
+    # ---- equipment profile
+    "Equipment.camera": m(
+        "the camera's figures: a 4 s download instead of 1.5 s on two frames",
+        {P_CAM: {"backend": "simulator", "download_time": 4.0}},
+        lambda a, b: longer(a, b, 2 * 2.5)),
+    "CameraProfile.download_time": m(
+        "each frame costs its download: 2 frames × 2.5 s more",
+        {f"{P_CAM}.download_time": 4.0}, lambda a, b: longer(a, b, 2 * 2.5)),
+    "CameraProfile.width": m(
+        "a sub-frame must fit the sensor", {f"{P_CAM}.width": 800},
+        rejects="exceeds the sensor (800×768)",
+        plan=seq(expose(roi={"x": 0, "y": 0, "width": 900, "height": 100}))),
+    "CameraProfile.height": m(
+        "a sub-frame must fit the sensor", {f"{P_CAM}.height": 600},
+        rejects="exceeds the sensor (1024×600)",
+        plan=seq(expose(roi={"x": 0, "y": 0, "width": 100, "height": 700}))),
+    "CameraProfile.max_binning": m(
+        "binning above the camera's maximum", {f"{P_CAM}.max_binning": 2},
+        rejects="binning", plan=seq(expose(binning=4))),
+    "CameraProfile.gain_range": m(
+        "a gain outside the camera's range", {f"{P_CAM}.gain_range": [0, 100]},
+        rejects="gain", plan=seq(expose(gain=300))),
+    "CameraProfile.offset_range": m(
+        "an offset outside the camera's range", {f"{P_CAM}.offset_range": [0, 20]},
+        rejects="offset", plan=seq(expose(offset=50))),
+    "CameraProfile.cooler": m(
+        "a camera without a cooler cannot cool", {f"{P_CAM}.cooler": False},
+        rejects="cool", plan=seq({"cool": {"to": -5}}, expose())),
+    "Equipment.filter_wheel": m(
+        "without a wheel there is no filter to change", {"profile.filter_wheel": REMOVE},
+        rejects="filter", plan=seq({"filter": "R"}, expose())),
+    "FilterWheelProfile.filters": m(
+        "the wheel's filters: a plan may use only those",
+        {f"{P_FW}.filters": [{"name": "L"}, {"name": "R"}]},
+        rejects="Ha", plan=seq({"filter": "Ha"}, expose())),
+    "FilterSpec.name": m(
+        "the name plans use for a slot", {f"{P_FW}.filters.4.name": "H-alpha"},
+        rejects="Ha", plan=seq({"filter": "Ha"}, expose())),
+    "FilterWheelProfile.change_time": m(
+        "each filter change costs it: three changes × 7 s more",
+        {f"{P_FW}.change_time": 10},
+        lambda a, b: longer(a, b, 3 * 7, 0.01),
+        plan=seq({"filter": "R"}, {"filter": "G"}, {"filter": "B"}, expose())),
+    "FilterSpec.focus_offset": m(
+        "the focuser follows the filter's offset: R 15 → 115 steps out",
+        {f"{P_FW}.filters.1.focus_offset": 115},
+        lambda a, b: meta_of(a, "focus_position") == [BEST_FOCUS, BEST_FOCUS + 15]
+        and meta_of(b, "focus_position") == [BEST_FOCUS, BEST_FOCUS + 115],
+        plan=seq(expose(filter="L"), expose(filter="R"))),
+    "Equipment.focuser": m(
+        "without a focuser there is nothing to focus", {"profile.focuser": REMOVE},
+        rejects="focuser", plan=seq({"focus": {"by": 100}}, expose())),
+    "FocuserProfile.speed": m(
+        "a 5000-step move at 1000 then 250 steps/s: 15 s longer",
+        {f"{P_FOC}.speed": 250},
+        lambda a, b: near(step_seconds(b, "T0/seq[0]") - step_seconds(a, "T0/seq[0]"), 15),
+        plan=seq({"focus": {"by": 5000}}, expose())),
+    "FocuserProfile.backlash": m(
+        "an inward move travels the backlash too: 50 → 1050 steps at 1000 steps/s",
+        {f"{P_FOC}.backlash": 1050},
+        lambda a, b: near(step_seconds(b, "T0/seq[0]") - step_seconds(a, "T0/seq[0]"), 1.0),
+        plan=seq({"focus": {"by": -1000}}, expose())),
+    "FocuserProfile.step_size": m(
+        "the autofocus step when the plan gives none: a wider V-curve travels further",
+        {f"{P_FOC}.step_size": 300},
+        lambda a, b: near(b.first("autofocus")["seconds"] - a.first("autofocus")["seconds"],
+                          2 * 8 * 150 / 1000),
+        plan=seq({"focus": {"auto": {}}}, expose())),
+    "FocuserProfile.move_timeout": m(
+        "a move that takes longer fails: 20,000 steps take 20 s",
+        {f"{P_FOC}.move_timeout": 10},
+        lambda a, b: not a.of("error") and b.of("error") and status(b) == "skipped",
+        plan=seq({"focus": {"by": 20_000}}, expose())),
+    "FocuserProfile.min_position": m(
+        "a focus position below the focuser's travel", {f"{P_FOC}.min_position": 5000},
+        rejects="position", plan=seq({"focus": {"position": 1000}}, expose())),
+    "FocuserProfile.max_position": m(
+        "a focus position past the focuser's travel", {f"{P_FOC}.max_position": 10_000},
+        rejects="position", plan=seq({"focus": {"position": 20_000}}, expose())),
+    "Equipment.mount": m(
+        "without a mount there is nothing to slew", {"profile.mount": REMOVE},
+        rejects="mount", plan=seq({"slew": {}}, expose()), profile=MOUNTED),
+    "MountProfile.slew_rate": m(
+        "60° at 3°/s, then at 1°/s: 40 s longer",
+        {f"{P_MOUNT}.slew_rate": 1},
+        lambda a, b: b.end - a.end > 30 and slewed(a) == slewed(b),
+        plan=LONG_SLEW, profile=MOUNTED),
+    "MountProfile.settle_time": m(
+        "each slew waits it out: two slews × 15 s more", {f"{P_MOUNT}.settle_time": 20},
+        lambda a, b: longer(a, b, 2 * 15, 1e-3), plan=LONG_SLEW, profile=MOUNTED),
+    "MountProfile.slew_timeout": m(
+        "a slew that takes longer fails", {f"{P_MOUNT}.slew_timeout": 5},
+        lambda a, b: not a.of("error") and b.of("error") and status(b) == "skipped",
+        plan=LONG_SLEW, profile=MOUNTED),
+    "Equipment.guider": m(
+        "without a guider there is no guiding", {"profile.guider": REMOVE},
+        rejects="guider", plan=seq({"guide": "start"}, expose()), profile=GUIDED),
+    "GuiderProfile.exposure": m(
+        "a settle takes 3 guide exposures: 3 × 3 s more", {"profile.guider.exposure": 5},
+        lambda a, b: near(b.first("settled")["seconds"] - a.first("settled")["seconds"], 9),
+        plan=base_plan(startup=[{"guide": "start"}]), profile=GUIDED),
+    "Equipment.safety": m(
+        "a safety trigger needs the monitor", {"profile.safety": REMOVE},
+        rejects="safety", plan=base_plan(triggers=[{"safety": {}}])),
+    "Equipment.autofocus_overhead": m(
+        "per autofocus sample: 9 samples × 5 s more", {"profile.autofocus_overhead": 15},
+        lambda a, b: near(b.first("autofocus")["seconds"] - a.first("autofocus")["seconds"],
+                          9 * 5),
+        plan=seq({"focus": {"auto": {}}}, expose())),
+    "Equipment.simulation": m(
+        "the simulated sky: a colder ambient is a shorter way down to -5 °C",
+        {"profile.simulation": {"ambient": 5}},
+        lambda a, b: near(step_seconds(a, "T0/seq[0]") - step_seconds(b, "T0/seq[0]"), 120, 8),
+        plan=seq({"cool": {"to": -5, "rate": 5}}, expose())),
+    "Simulation.ambient": m(
+        "where cooling starts: from 5 °C instead of 15 °C, 2 minutes less at 5 °C/min",
+        {"profile.simulation.ambient": 5},
+        lambda a, b: near(step_seconds(a, "T0/seq[0]") - step_seconds(b, "T0/seq[0]"), 120, 8),
+        plan=seq({"cool": {"to": -5, "rate": 5}}, expose())),
+    "Simulation.best_focus": m(
+        "where the simulated focuser starts", {"profile.simulation.best_focus": 30_000},
+        lambda a, b: meta_of(a, "focus_position") == [BEST_FOCUS] * 2
+        and meta_of(b, "focus_position") == [30_000] * 2),
+})
+
+
+def _run(tmp: Path, case: Mutation) -> tuple[Night, Night]:
+    before = night(tmp / "before", case.plan, case.profile, case.start)
+    plan, profile = mutated(case)
+    after = night(tmp / "after", plan, profile, case.start)
+    return before, after
+
+
+@pytest.mark.parametrize("name", sorted(k for k, v in MUTATIONS.items() if v.effect))
+def test_changing_the_field_changes_the_night_as_it_says(tmp_path: Path, name: str) -> None:
+    case = MUTATIONS[name]
+    assert case.effect is not None
+    before, after = _run(tmp_path, case)
+    assert case.effect(before, after), (
+        f"{name} {case.says}: not so\nbefore: {before.kinds()} end {before.end}\n"
+        f"after:  {after.kinds()} end {after.end}\n{before.events}\n{after.events}")
+
+
+@pytest.mark.parametrize("name", sorted(k for k, v in MUTATIONS.items() if v.rejects))
+def test_changing_the_field_makes_validation_reject_the_plan(tmp_path: Path, name: str) -> None:
+    case = MUTATIONS[name]
+    assert case.rejects is not None
+    loaded = load(tmp_path / "before", case.plan, case.profile)
+    assert loaded.ok, [d.format() for d in loaded.diagnostics]
+    plan, profile = mutated(case)
+    messages = [d.format() for d in load(tmp_path / "after", plan, profile).diagnostics]
+    assert any(case.rejects in msg and ": error: " in msg for msg in messages), messages
+
