@@ -78,6 +78,8 @@ class Night:
 
     events: list[dict[str, Any]] = field(default_factory=list)
     frames: list[tuple[Frame, dict[str, Any]]] = field(default_factory=list)
+    #: The files the frame store wrote (``night(..., store=True)``).
+    files: list[Path] = field(default_factory=list)
     #: What the guider was asked to do: (method, arguments), in order.
     guider: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     end: float = 0.0
@@ -117,6 +119,23 @@ class _Frames:
         return path or self.allocate(frame, meta)
 
 
+class _Stored(_Frames):
+    """The night's frame store, recording what it was handed and the files it wrote."""
+
+    def __init__(self, store: Any, night: Night) -> None:
+        super().__init__(night)
+        self.store = store
+
+    def allocate(self, frame: Frame, meta: dict[str, Any]) -> Path:
+        super().allocate(frame, meta)
+        return Path(self.store.allocate(frame, meta))
+
+    async def save(self, frame: Any, meta: dict[str, Any], path: Path | None = None) -> Path:
+        written = Path(await self.store.save(frame, meta, path))
+        self.night.files.append(written)
+        return written
+
+
 def _spy(guider: Any, out: Night) -> None:
     """Record the guider's ``guide`` and ``dither`` calls with their arguments."""
     for name in ("guide", "dither"):
@@ -139,8 +158,10 @@ def load(tmp: Path, plan: dict[str, Any], profile: dict[str, Any]) -> Any:
 
 
 def night(tmp: Path, plan: dict[str, Any], profile: dict[str, Any],
-          start: datetime = START) -> Night:
-    """Validate ``plan`` with ``profile`` (in ``tmp``) and run it on the virtual clock."""
+          start: datetime = START, *, store: bool = False) -> Night:
+    """Validate ``plan`` with ``profile`` (in ``tmp``) and run it on the virtual clock. With
+    ``store``, the night's frame store writes the (1×1 pixel) frames under ``tmp/data`` as a
+    night does, and ``Night.files`` lists them."""
     loaded = load(tmp, plan, profile)
     assert loaded.ok, [d.format() for d in loaded.diagnostics]
     assert loaded.plan is not None and loaded.equipment is not None
@@ -160,8 +181,13 @@ def night(tmp: Path, plan: dict[str, Any], profile: dict[str, Any],
         if rig.guider is not None:
             _spy(rig.guider, out)
         tz = site_tz(p)
+        frames: Any = _Frames(out)
+        if store:
+            from runner.engine.framestore import FrameStore
+
+            frames = _Stored(FrameStore(tmp / "data", p, eq, "effects"), out)
         services = nominal_services(rig, eq, clock, visibility_factory(p, clock.now(), tz), tz,
-                                    _Frames(out))
+                                    frames)
         ex = Executor(compile_plan(p, eq), services, bus, _NoJournal(), None)
         try:
             async with asyncio.timeout(HORIZON):
@@ -175,6 +201,8 @@ def night(tmp: Path, plan: dict[str, Any], profile: dict[str, Any],
             async with asyncio.timeout(HORIZON):
                 await ex.run_shutdown()
         await ex.writer.drain_quietly()
+        if store:
+            frames.store.close()
         out.end = clock.monotonic()
         return out
 

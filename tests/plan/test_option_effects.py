@@ -58,14 +58,15 @@ class Mutation:
     effect: Callable[[Night, Night], bool] | None = None
     rejects: str | None = None
     start: datetime = START
+    store: bool = False  #: write the frames as a night does (headers, paths)
 
 
 def m(says: str, change: dict[str, Any], effect: Callable[[Night, Night], bool] | None = None,
       *, plan: dict[str, Any] | None = None, profile: dict[str, Any] | None = None,
-      rejects: str | None = None, start: datetime = START) -> Mutation:
+      rejects: str | None = None, start: datetime = START, store: bool = False) -> Mutation:
     return Mutation(says, plan if plan is not None else base_plan(),
                     profile if profile is not None else base_profile(), change, effect,
-                    rejects, start)
+                    rejects, start, store)
 
 
 def _set(doc: dict[str, Any], path: str, value: Any) -> None:
@@ -121,6 +122,13 @@ def frames_of(n: Night, attr: str) -> list[Any]:
 
 def meta_of(n: Night, key: str) -> list[Any]:
     return [meta[key] for _, meta in n.frames]
+
+
+def header(n: Night, card: str) -> list[Any]:
+    """``card`` of every frame file the night wrote."""
+    from astropy.io import fits
+
+    return [fits.getheader(f)[card] for f in n.files]
 
 
 def status(n: Night, target: int = 0) -> str:
@@ -915,10 +923,41 @@ _insert({
 })
 
 
+_insert({
+    # ---- what the frame files say (the night's frame store, on the virtual clock)
+    "Defaults.output": m(
+        "the frame files' path template", {"plan.defaults.output": "{type}/{seq:03d}.fits"},
+        lambda a, b: [f.name for f in a.files] == ["NGC 188_L_10s_0001.fits"]
+        and [f"{f.parent.name}/{f.name}" for f in b.files] == ["light/001.fits"],
+        plan=seq(expose(filter="L")), store=True),
+    "Equipment.focal_length": m(
+        "FOCALLEN", {"profile.focal_length": 530},
+        lambda a, b: header(a, "FOCALLEN") == [400.0] and header(b, "FOCALLEN") == [530.0],
+        plan=seq(expose()), store=True),
+    "Equipment.telescope": m(
+        "TELESCOP", {"profile.telescope": "Refractor 80"},
+        lambda a, b: header(a, "TELESCOP") == ["Nightrunner Sim Scope"]
+        and header(b, "TELESCOP") == ["Refractor 80"],
+        plan=seq(expose()), store=True),
+    "CameraProfile.name": m(
+        "INSTRUME", {f"{P_CAM}.name": "ASI 2600"},
+        lambda a, b: header(a, "INSTRUME") == ["Nightrunner Sim Camera"]
+        and header(b, "INSTRUME") == ["ASI 2600"],
+        plan=seq(expose()), store=True),
+    "CameraProfile.pixel_size": m(
+        "XPIXSZ, times the binning", {f"{P_CAM}.pixel_size": 4.63},
+        lambda a, b: header(a, "XPIXSZ") == [7.52] and header(b, "XPIXSZ") == [9.26],
+        plan=seq(expose(binning=2)), store=True),
+    "CameraProfile.egain": m(
+        "EGAIN", {f"{P_CAM}.egain": 0.25},
+        lambda a, b: header(a, "EGAIN") == [1.0] and header(b, "EGAIN") == [0.25],
+        plan=seq(expose()), store=True),
+})
+
 def _run(tmp: Path, case: Mutation) -> tuple[Night, Night]:
-    before = night(tmp / "before", case.plan, case.profile, case.start)
+    before = night(tmp / "before", case.plan, case.profile, case.start, store=case.store)
     plan, profile = mutated(case)
-    after = night(tmp / "after", plan, profile, case.start)
+    after = night(tmp / "after", plan, profile, case.start, store=case.store)
     return before, after
 
 
