@@ -30,6 +30,7 @@ from runner.engine.run_services import nominal_services, site_tz, visibility_fac
 from runner.errors import NightrunnerError
 from runner.estimate.replay import _NoJournal
 from runner.plan.loader import load_plan
+from runner.records import GuideStats
 
 ROOT = Path(__file__).resolve().parents[2]
 AMS = ZoneInfo("Europe/Amsterdam")
@@ -137,8 +138,8 @@ class _Stored(_Frames):
 
 
 def _spy(guider: Any, out: Night) -> None:
-    """Record the guider's ``guide`` and ``dither`` calls with their arguments."""
-    for name in ("guide", "dither"):
+    """Record the guider's ``guide``, ``dither`` and ``pause`` calls with their arguments."""
+    for name in ("guide", "dither", "pause"):
         method = getattr(guider, name)
         params = list(inspect.signature(method).parameters)
 
@@ -158,10 +159,12 @@ def load(tmp: Path, plan: dict[str, Any], profile: dict[str, Any]) -> Any:
 
 
 def night(tmp: Path, plan: dict[str, Any], profile: dict[str, Any],
-          start: datetime = START, *, store: bool = False) -> Night:
+          start: datetime = START, *, store: bool = False,
+          guide_rms: float | None = None) -> Night:
     """Validate ``plan`` with ``profile`` (in ``tmp``) and run it on the virtual clock. With
     ``store``, the night's frame store writes the (1×1 pixel) frames under ``tmp/data`` as a
-    night does, and ``Night.files`` lists them."""
+    night does, and ``Night.files`` lists them. With ``guide_rms``, the guider reports that
+    total RMS (arcsec) over every interval, as a guider in poor seeing would."""
     loaded = load(tmp, plan, profile)
     assert loaded.ok, [d.format() for d in loaded.diagnostics]
     assert loaded.plan is not None and loaded.equipment is not None
@@ -180,6 +183,9 @@ def night(tmp: Path, plan: dict[str, Any], profile: dict[str, Any],
         await rig.connect()
         if rig.guider is not None:
             _spy(rig.guider, out)
+            if guide_rms is not None:
+                stats = GuideStats(guide_rms, 0.0, guide_rms, "arcsec", 10)
+                rig.guider.stats = lambda: stats  # type: ignore[method-assign]
         tz = site_tz(p)
         frames: Any = _Frames(out)
         if store:

@@ -59,14 +59,16 @@ class Mutation:
     rejects: str | None = None
     start: datetime = START
     store: bool = False  #: write the frames as a night does (headers, paths)
+    guide_rms: float | None = None  #: the guider reports this RMS (arcsec)
 
 
 def m(says: str, change: dict[str, Any], effect: Callable[[Night, Night], bool] | None = None,
       *, plan: dict[str, Any] | None = None, profile: dict[str, Any] | None = None,
-      rejects: str | None = None, start: datetime = START, store: bool = False) -> Mutation:
+      rejects: str | None = None, start: datetime = START, store: bool = False,
+      guide_rms: float | None = None) -> Mutation:
     return Mutation(says, plan if plan is not None else base_plan(),
                     profile if profile is not None else base_profile(), change, effect,
-                    rejects, start, store)
+                    rejects, start, store, guide_rms)
 
 
 def _set(doc: dict[str, Any], path: str, value: Any) -> None:
@@ -954,10 +956,68 @@ _insert({
         plan=seq(expose()), store=True),
 })
 
+#: Guiding at 3″ RMS, gated at 5″: the gate never holds an exposure.
+GATED = seq(expose(count=2), startup=[{"guide": "start"}],
+            triggers=[{"guiding_rms": {"max_rms": 5, "wait": 60}}])
+
+
+def pauses(n: Night) -> list[bool]:
+    return [c["paused"] for name, c in n.guider if name == "pause"]
+
+
+_insert({
+    # ---- guiding in poor seeing, pauses
+    "TriggerItem.guiding_rms": m(
+        "holds an exposure while the RMS is above the limit, up to its wait",
+        {"plan.triggers": [{"guiding_rms": {"max_rms": 2, "wait": 60}}]},
+        lambda a, b: longer(a, b, 2 * 60)
+        and b.text().count("guiding RMS 3.00 above 2 after 60 s; exposing anyway") == 2
+        and "RMS" not in a.text(),
+        plan=seq(expose(count=2), startup=[{"guide": "start"}]), profile=GUIDED,
+        guide_rms=3.0),
+    "GuidingRmsTrigger.max_rms": m(
+        "the RMS limit: 3″ passes a 5″ gate; a 2″ gate holds each of 2 frames 60 s",
+        {"plan.triggers.0.guiding_rms.max_rms": 2},
+        lambda a, b: longer(a, b, 2 * 60) and "above 2 after 60 s" in b.text()
+        and "RMS" not in a.text(),
+        plan=GATED, profile=GUIDED, guide_rms=3.0),
+    "GuidingRmsTrigger.wait": m(
+        "how long the gate holds an exposure: 120 s instead of 60 s, on each of 2 frames",
+        {"plan.triggers.0.guiding_rms.wait": 120},
+        lambda a, b: longer(a, b, 2 * 60) and "after 120 s" in b.text(),
+        plan=seq(expose(count=2), startup=[{"guide": "start"}],
+                 triggers=[{"guiding_rms": {"max_rms": 2, "wait": 60}}]),
+        profile=GUIDED, guide_rms=3.0),
+    "Defaults.guiding": m(
+        "guiding options: paused around filter changes",
+        {"plan.defaults.guiding": {"pause_during": ["filter"]}},
+        lambda a, b: pauses(a) == [] and pauses(b) == [True, False],
+        plan=seq({"guide": "start"}, {"filter": "R"}, expose()), profile=GUIDED),
+    "GuidingOptions.pause_during": m(
+        "what guiding pauses around: filter changes instead of autofocus runs",
+        {"plan.defaults.guiding.pause_during": ["filter"]},
+        lambda a, b: pauses(a) == [True, False] and pauses(b) == [True, False]
+        and [e.get("during") for e in a.of("guiding") if e["state"] == "paused"]
+        == ["autofocus"]
+        and [e.get("during") for e in b.of("guiding") if e["state"] == "paused"] == ["filter"],
+        plan=seq({"guide": "start"}, {"filter": "R"}, {"focus": {"auto": {}}}, expose(),
+                 defaults={"guiding": {"pause_during": ["autofocus"]}}), profile=GUIDED),
+    # ---- what validation reads
+    "Plan.site": m(
+        "where the night is: NGC 188 never rises at 40° S",
+        {"plan.site": {"latitude": -40, "longitude": 150, "timezone": "Australia/Sydney"}},
+        rejects="never rises at latitude -40°"),
+    "TriggerItem.safety": m(
+        "the plan needs a safety monitor (which is watched whenever the profile has one)",
+        {"plan.triggers": [{"safety": {}}]}, rejects="safety",
+        profile={k: v for k, v in base_profile().items() if k != "safety"}),
+})
+
 def _run(tmp: Path, case: Mutation) -> tuple[Night, Night]:
-    before = night(tmp / "before", case.plan, case.profile, case.start, store=case.store)
+    kw: dict[str, Any] = {"store": case.store, "guide_rms": case.guide_rms}
+    before = night(tmp / "before", case.plan, case.profile, case.start, **kw)
     plan, profile = mutated(case)
-    after = night(tmp / "after", plan, profile, case.start, store=case.store)
+    after = night(tmp / "after", plan, profile, case.start, **kw)
     return before, after
 
 
