@@ -160,11 +160,14 @@ def load(tmp: Path, plan: dict[str, Any], profile: dict[str, Any]) -> Any:
 
 def night(tmp: Path, plan: dict[str, Any], profile: dict[str, Any],
           start: datetime = START, *, store: bool = False,
-          guide_rms: float | None = None) -> Night:
+          guide_rms: float | None = None, hfr: list[float] | None = None,
+          temperature_drift: float | None = None) -> Night:
     """Validate ``plan`` with ``profile`` (in ``tmp``) and run it on the virtual clock. With
     ``store``, the night's frame store writes the (1×1 pixel) frames under ``tmp/data`` as a
     night does, and ``Night.files`` lists them. With ``guide_rms``, the guider reports that
-    total RMS (arcsec) over every interval, as a guider in poor seeing would."""
+    total RMS (arcsec) over every interval, as a guider in poor seeing would. With ``hfr``,
+    the light frames measure these HFRs in turn (px); with ``temperature_drift``, the
+    focuser's sensor reads the ambient changing by that many °C per hour."""
     loaded = load(tmp, plan, profile)
     assert loaded.ok, [d.format() for d in loaded.diagnostics]
     assert loaded.plan is not None and loaded.equipment is not None
@@ -194,6 +197,16 @@ def night(tmp: Path, plan: dict[str, Any], profile: dict[str, Any],
             frames = _Stored(FrameStore(tmp / "data", p, eq, "effects"), out)
         services = nominal_services(rig, eq, clock, visibility_factory(p, clock.now(), tz), tz,
                                     frames)
+        if hfr is not None:
+            measured = iter(hfr)
+            services.measure_hfr = lambda _pixels: next(measured)
+        if temperature_drift is not None and rig.focuser is not None:
+            drift, ambient = temperature_drift, eq.simulation.ambient
+
+            async def temperature() -> float:
+                return ambient + drift * clock.monotonic() / 3600.0
+
+            rig.focuser.temperature = temperature  # type: ignore[method-assign]
         ex = Executor(compile_plan(p, eq), services, bus, _NoJournal(), None)
         try:
             async with asyncio.timeout(HORIZON):

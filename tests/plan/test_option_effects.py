@@ -60,15 +60,18 @@ class Mutation:
     start: datetime = START
     store: bool = False  #: write the frames as a night does (headers, paths)
     guide_rms: float | None = None  #: the guider reports this RMS (arcsec)
+    hfr: list[float] | None = None  #: the light frames' HFRs, in turn
+    temperature_drift: float | None = None  #: the focuser reads the ambient drifting, °C/h
 
 
 def m(says: str, change: dict[str, Any], effect: Callable[[Night, Night], bool] | None = None,
       *, plan: dict[str, Any] | None = None, profile: dict[str, Any] | None = None,
       rejects: str | None = None, start: datetime = START, store: bool = False,
-      guide_rms: float | None = None) -> Mutation:
+      guide_rms: float | None = None, hfr: list[float] | None = None,
+      temperature_drift: float | None = None) -> Mutation:
     return Mutation(says, plan if plan is not None else base_plan(),
                     profile if profile is not None else base_profile(), change, effect,
-                    rejects, start, store, guide_rms)
+                    rejects, start, store, guide_rms, hfr, temperature_drift)
 
 
 def _set(doc: dict[str, Any], path: str, value: Any) -> None:
@@ -1013,8 +1016,33 @@ _insert({
         profile={k: v for k, v in base_profile().items() if k != "safety"}),
 })
 
+
+def refocus_reasons(n: Night) -> list[str]:
+    return [e["reason"] for e in n.of("trigger") if e["kind"] == "autofocus"]
+
+
+_insert({
+    # ---- refocusing on what the frames and the focuser measure
+    "AutofocusTrigger.temperature_change": m(
+        "refocuses once the temperature moved this far: -1.5 °C over 45 minutes",
+        {"plan.triggers.0.autofocus.temperature_change": 1.0},
+        lambda a, b: refocus_reasons(a) == [] and len(refocus_reasons(b)) == 1
+        and "temperature changed -1." in refocus_reasons(b)[0],
+        plan=seq(expose(count=45, exposure=58.5),
+                 triggers=[{"autofocus": {"temperature_change": 2.0}}]),
+        temperature_drift=-2.0),
+    "AutofocusTrigger.hfr_increase": m(
+        "refocuses once the HFR grew by this fraction: 2.0 → 2.5 px is +25 %",
+        {"plan.triggers.0.autofocus.hfr_increase": 0.2},
+        lambda a, b: refocus_reasons(a) == []
+        and refocus_reasons(b) == ["HFR rose to 2.50 px from 2.00 px"],
+        plan=seq(expose(count=4), triggers=[{"autofocus": {"hfr_increase": 0.5}}]),
+        hfr=[2.0, 2.1, 2.5, 2.5]),
+})
+
 def _run(tmp: Path, case: Mutation) -> tuple[Night, Night]:
-    kw: dict[str, Any] = {"store": case.store, "guide_rms": case.guide_rms}
+    kw: dict[str, Any] = {"store": case.store, "guide_rms": case.guide_rms, "hfr": case.hfr,
+                          "temperature_drift": case.temperature_drift}
     before = night(tmp / "before", case.plan, case.profile, case.start, **kw)
     plan, profile = mutated(case)
     after = night(tmp / "after", plan, profile, case.start, **kw)
