@@ -81,6 +81,9 @@ class Night:
     frames: list[tuple[Frame, dict[str, Any]]] = field(default_factory=list)
     #: The files the frame store wrote (``night(..., store=True)``).
     files: list[Path] = field(default_factory=list)
+    #: What the live stacker was asked: ("begin", target), ("submit", frame),
+    #: ("end", None), ("calibration", kind).
+    stack: list[tuple[str, Any]] = field(default_factory=list)
     #: What the guider was asked to do: (method, arguments), in order.
     guider: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     end: float = 0.0
@@ -137,6 +140,30 @@ class _Stored(_Frames):
         return written
 
 
+class _Stacking:
+    """A live stacker that records what it is asked (begin, submit, end, calibration)."""
+
+    def __init__(self, night: Night) -> None:
+        self.night = night
+
+    def begin(self, ct: Any) -> _Stacking:
+        self.night.stack.append(("begin", ct.target.name))
+        return self
+
+    def submit(self, path: Path) -> bool:
+        self.night.stack.append(("submit", str(path)))
+        return True
+
+    async def end(self) -> None:
+        self.night.stack.append(("end", None))
+
+    def end_later(self) -> None:
+        self.night.stack.append(("end", None))
+
+    def calibration_frame(self, path: Path, kind: str) -> None:
+        self.night.stack.append(("calibration", kind))
+
+
 def _spy(guider: Any, out: Night) -> None:
     """Record the guider's ``guide``, ``dither`` and ``pause`` calls with their arguments."""
     for name in ("guide", "dither", "pause"):
@@ -161,13 +188,14 @@ def load(tmp: Path, plan: dict[str, Any], profile: dict[str, Any]) -> Any:
 def night(tmp: Path, plan: dict[str, Any], profile: dict[str, Any],
           start: datetime = START, *, store: bool = False,
           guide_rms: float | None = None, hfr: list[float] | None = None,
-          temperature_drift: float | None = None) -> Night:
+          temperature_drift: float | None = None, stacking: bool = False) -> Night:
     """Validate ``plan`` with ``profile`` (in ``tmp``) and run it on the virtual clock. With
     ``store``, the night's frame store writes the (1×1 pixel) frames under ``tmp/data`` as a
     night does, and ``Night.files`` lists them. With ``guide_rms``, the guider reports that
     total RMS (arcsec) over every interval, as a guider in poor seeing would. With ``hfr``,
     the light frames measure these HFRs in turn (px); with ``temperature_drift``, the
-    focuser's sensor reads the ambient changing by that many °C per hour."""
+    focuser's sensor reads the ambient changing by that many °C per hour. With ``stacking``,
+    a live stacker is attached and ``Night.stack`` lists what the executor asked of it."""
     loaded = load(tmp, plan, profile)
     assert loaded.ok, [d.format() for d in loaded.diagnostics]
     assert loaded.plan is not None and loaded.equipment is not None
@@ -197,6 +225,8 @@ def night(tmp: Path, plan: dict[str, Any], profile: dict[str, Any],
             frames = _Stored(FrameStore(tmp / "data", p, eq, "effects"), out)
         services = nominal_services(rig, eq, clock, visibility_factory(p, clock.now(), tz), tz,
                                     frames)
+        if stacking:
+            services.stacking = _Stacking(out)  # type: ignore[assignment]
         if hfr is not None:
             measured = iter(hfr)
             services.measure_hfr = lambda _pixels: next(measured)

@@ -62,16 +62,17 @@ class Mutation:
     guide_rms: float | None = None  #: the guider reports this RMS (arcsec)
     hfr: list[float] | None = None  #: the light frames' HFRs, in turn
     temperature_drift: float | None = None  #: the focuser reads the ambient drifting, °C/h
+    stacking: bool = False  #: a live stacker is attached (``Night.stack``)
 
 
 def m(says: str, change: dict[str, Any], effect: Callable[[Night, Night], bool] | None = None,
       *, plan: dict[str, Any] | None = None, profile: dict[str, Any] | None = None,
       rejects: str | None = None, start: datetime = START, store: bool = False,
       guide_rms: float | None = None, hfr: list[float] | None = None,
-      temperature_drift: float | None = None) -> Mutation:
+      temperature_drift: float | None = None, stacking: bool = False) -> Mutation:
     return Mutation(says, plan if plan is not None else base_plan(),
                     profile if profile is not None else base_profile(), change, effect,
-                    rejects, start, store, guide_rms, hfr, temperature_drift)
+                    rejects, start, store, guide_rms, hfr, temperature_drift, stacking)
 
 
 def _set(doc: dict[str, Any], path: str, value: Any) -> None:
@@ -1040,9 +1041,35 @@ _insert({
         hfr=[2.0, 2.1, 2.5, 2.5]),
 })
 
+
+def stacked(n: Night) -> list[str]:
+    """What the live stacker was asked, by kind, in order."""
+    return [kind for kind, _ in n.stack]
+
+
+_insert({
+    # ---- live stacking
+    "Target.stack": m(
+        "stacks the target's lights live", {f"{T0}.stack": True},
+        lambda a, b: stacked(a) == [] and stacked(b) == ["begin", "submit", "submit", "end"],
+        stacking=True),
+    "StackStep.stack": m(
+        "off stops the target's live stack: the frame after it is not stacked",
+        {f"{S1}.stack": "off"},
+        lambda a, b: stacked(a) == ["begin", "submit", "begin", "submit", "end"]
+        and stacked(b) == ["begin", "submit", "end", "end"],
+        plan=seq(expose(), {"stack": "on"}, expose(), target={"stack": True}), stacking=True),
+    "CalibrationArgs.master": m(
+        "the set becomes a master for the lights after it",
+        {f"{S0}.calibration.master": True},
+        lambda a, b: stacked(a) == [] and stacked(b) == ["calibration"] * 2,
+        plan=seq({"calibration": {"kind": "bias", "count": 2}}), stacking=True),
+})
+
 def _run(tmp: Path, case: Mutation) -> tuple[Night, Night]:
     kw: dict[str, Any] = {"store": case.store, "guide_rms": case.guide_rms, "hfr": case.hfr,
-                          "temperature_drift": case.temperature_drift}
+                          "temperature_drift": case.temperature_drift,
+                          "stacking": case.stacking}
     before = night(tmp / "before", case.plan, case.profile, case.start, **kw)
     plan, profile = mutated(case)
     after = night(tmp / "after", plan, profile, case.start, **kw)
