@@ -1043,7 +1043,7 @@ _insert({
 
 
 def stacked(n: Night) -> list[str]:
-    """What the live stacker was asked, by kind, in order."""
+    """What the live stacker was asked, by kind, in order (every target ends its stacks)."""
     return [kind for kind, _ in n.stack]
 
 
@@ -1051,7 +1051,8 @@ _insert({
     # ---- live stacking
     "Target.stack": m(
         "stacks the target's lights live", {f"{T0}.stack": True},
-        lambda a, b: stacked(a) == [] and stacked(b) == ["begin", "submit", "submit", "end"],
+        lambda a, b: stacked(a) == ["end"]
+        and stacked(b) == ["begin", "submit", "submit", "end"],
         stacking=True),
     "StackStep.stack": m(
         "off stops the target's live stack: the frame after it is not stacked",
@@ -1062,7 +1063,7 @@ _insert({
     "CalibrationArgs.master": m(
         "the set becomes a master for the lights after it",
         {f"{S0}.calibration.master": True},
-        lambda a, b: stacked(a) == [] and stacked(b) == ["calibration"] * 2,
+        lambda a, b: stacked(a) == ["end"] and stacked(b) == ["calibration"] * 2 + ["end"],
         plan=seq({"calibration": {"kind": "bias", "count": 2}}), stacking=True),
 })
 
