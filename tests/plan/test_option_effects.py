@@ -1037,8 +1037,8 @@ _insert({
         {"plan.triggers.0.autofocus.hfr_increase": 0.2},
         lambda a, b: refocus_reasons(a) == []
         and refocus_reasons(b) == ["HFR rose to 2.50 px from 2.00 px"],
-        plan=seq(expose(count=4), triggers=[{"autofocus": {"hfr_increase": 0.5}}]),
-        hfr=[2.0, 2.1, 2.5, 2.5]),
+        plan=seq(expose(count=6), triggers=[{"autofocus": {"hfr_increase": 0.5}}]),
+        hfr=[2.0, 2.1, 2.5, 2.5, 2.5, 2.5]),
 })
 
 
