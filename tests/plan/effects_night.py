@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 import yaml
 
 from runner.clock import VirtualClock, run_virtual
-from runner.devices.interfaces import Frame
+from runner.devices.interfaces import ExposureState, Frame
 from runner.devices.sim.nominal import NominalRig
 from runner.engine.compiler import compile_plan
 from runner.engine.events import EventBus
@@ -164,6 +164,22 @@ class _Stacking:
         self.night.stack.append(("calibration", kind))
 
 
+def _slow(camera: Any, lag: float) -> None:
+    """The camera reads out ``lag`` s slower than its profile says, and reports itself
+    downloading meanwhile, as a real camera's status does (the nominal camera's status
+    sleeps to the end of the readout, where no timeout could see it)."""
+    camera.download += lag
+
+    async def status() -> ExposureState:
+        if camera._end is None:
+            return ExposureState.idle
+        if camera.now() < camera._end:
+            return ExposureState.downloading
+        return ExposureState.ready
+
+    camera.exposure_status = status
+
+
 def _spy(guider: Any, out: Night) -> None:
     """Record the guider's ``guide``, ``dither`` and ``pause`` calls with their arguments."""
     for name in ("guide", "dither", "pause"):
@@ -188,14 +204,16 @@ def load(tmp: Path, plan: dict[str, Any], profile: dict[str, Any]) -> Any:
 def night(tmp: Path, plan: dict[str, Any], profile: dict[str, Any],
           start: datetime = START, *, store: bool = False,
           guide_rms: float | None = None, hfr: list[float] | None = None,
-          temperature_drift: float | None = None, stacking: bool = False) -> Night:
+          temperature_drift: float | None = None, stacking: bool = False,
+          camera_lag: float = 0.0) -> Night:
     """Validate ``plan`` with ``profile`` (in ``tmp``) and run it on the virtual clock. With
     ``store``, the night's frame store writes the (1×1 pixel) frames under ``tmp/data`` as a
     night does, and ``Night.files`` lists them. With ``guide_rms``, the guider reports that
     total RMS (arcsec) over every interval, as a guider in poor seeing would. With ``hfr``,
     the light frames measure these HFRs in turn (px); with ``temperature_drift``, the
     focuser's sensor reads the ambient changing by that many °C per hour. With ``stacking``,
-    a live stacker is attached and ``Night.stack`` lists what the executor asked of it."""
+    a live stacker is attached and ``Night.stack`` lists what the executor asked of it. With
+    ``camera_lag``, the camera reads out that many seconds slower than its profile says."""
     loaded = load(tmp, plan, profile)
     assert loaded.ok, [d.format() for d in loaded.diagnostics]
     assert loaded.plan is not None and loaded.equipment is not None
@@ -212,6 +230,8 @@ def night(tmp: Path, plan: dict[str, Any], profile: dict[str, Any],
         bus.subscribe(record)
         rig = NominalRig.build(eq, clock, p.site.latitude, p.site.longitude)
         await rig.connect()
+        if camera_lag:
+            _slow(rig.camera, camera_lag)
         if rig.guider is not None:
             _spy(rig.guider, out)
             if guide_rms is not None:

@@ -63,16 +63,19 @@ class Mutation:
     hfr: list[float] | None = None  #: the light frames' HFRs, in turn
     temperature_drift: float | None = None  #: the focuser reads the ambient drifting, °C/h
     stacking: bool = False  #: a live stacker is attached (``Night.stack``)
+    camera_lag: float = 0.0  #: the camera reads out this much slower than its profile says
 
 
 def m(says: str, change: dict[str, Any], effect: Callable[[Night, Night], bool] | None = None,
       *, plan: dict[str, Any] | None = None, profile: dict[str, Any] | None = None,
       rejects: str | None = None, start: datetime = START, store: bool = False,
       guide_rms: float | None = None, hfr: list[float] | None = None,
-      temperature_drift: float | None = None, stacking: bool = False) -> Mutation:
+      temperature_drift: float | None = None, stacking: bool = False,
+      camera_lag: float = 0.0) -> Mutation:
     return Mutation(says, plan if plan is not None else base_plan(),
                     profile if profile is not None else base_profile(), change, effect,
-                    rejects, start, store, guide_rms, hfr, temperature_drift, stacking)
+                    rejects, start, store, guide_rms, hfr, temperature_drift, stacking,
+                    camera_lag)
 
 
 def _set(doc: dict[str, Any], path: str, value: Any) -> None:
@@ -1067,10 +1070,19 @@ _insert({
         plan=seq({"calibration": {"kind": "bias", "count": 2}}), stacking=True),
 })
 
+_insert({
+    "Equipment.exposure_margin": m(
+        "the slack a frame gets beyond exposure + download: a camera 20 s slow needs more",
+        {"profile.exposure_margin": 10},
+        lambda a, b: status(a) == "completed" and len(a.frames) == 2
+        and status(b) == "skipped" and not b.frames and b.of("error"),
+        profile=base_profile(exposure_margin=30), camera_lag=20),
+})
+
 def _run(tmp: Path, case: Mutation) -> tuple[Night, Night]:
     kw: dict[str, Any] = {"store": case.store, "guide_rms": case.guide_rms, "hfr": case.hfr,
                           "temperature_drift": case.temperature_drift,
-                          "stacking": case.stacking}
+                          "stacking": case.stacking, "camera_lag": case.camera_lag}
     before = night(tmp / "before", case.plan, case.profile, case.start, **kw)
     plan, profile = mutated(case)
     after = night(tmp / "after", plan, profile, case.start, **kw)
@@ -1097,3 +1109,30 @@ def test_changing_the_field_makes_validation_reject_the_plan(tmp_path: Path, nam
     messages = [d.format() for d in load(tmp_path / "after", plan, profile).diagnostics]
     assert any(case.rejects in msg and ": error: " in msg for msg in messages), messages
 
+
+
+def test_the_rig_is_named_by_its_profile_name_in_what_validation_says(tmp_path: Path) -> None:
+    """``Equipment.name`` is a label: the diagnostics about the rig use it."""
+    plan = seq({"slew": {}}, expose())
+    for name in ("simulator", "roof rig"):
+        loaded = load(tmp_path / name, plan, base_profile(name=name))
+        assert [d.message for d in loaded.diagnostics] == [
+            f"slew step, but equipment '{name}' has no mount"]
+
+
+def test_the_site_elevation_moves_the_topocentric_moon_by_arcseconds_only() -> None:
+    """``Site.elevation`` enters the observer's place (astropy's EarthLocation): the Moon, the
+    nearest body, shifts by its parallax — a few arcseconds for a few kilometres, nothing a
+    constraint in whole degrees can notice."""
+    import numpy as np
+
+    from runner.plan.models import Site
+    from runner.sky.ephemeris import bodies
+
+    unix = np.array([START.timestamp()])
+    low = bodies(Site(latitude=52.37, longitude=4.89, elevation=0,
+                      timezone="Europe/Amsterdam"), unix)
+    high = bodies(Site(latitude=52.37, longitude=4.89, elevation=4000,
+                       timezone="Europe/Amsterdam"), unix)
+    shift = abs(float(high["moon_alt"][0] - low["moon_alt"][0])) * 3600
+    assert 0.1 < shift < 30, shift
