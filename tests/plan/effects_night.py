@@ -15,6 +15,7 @@ import inspect
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -84,6 +85,8 @@ class Night:
     #: What the live stacker was asked: ("begin", target), ("submit", frame),
     #: ("end", None), ("calibration", kind).
     stack: list[tuple[str, Any]] = field(default_factory=list)
+    #: The time limit of each plate solve (``night(..., solver_miss=...)``).
+    solves: list[float] = field(default_factory=list)
     #: What the guider was asked to do: (method, arguments), in order.
     guider: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     end: float = 0.0
@@ -164,6 +167,27 @@ class _Stacking:
         self.night.stack.append(("calibration", kind))
 
 
+class _Solver:
+    """A plate solver on a mount that never lands where it is aimed: the first frame solves
+    ``miss`` arcsec north of the target, and each correction overshoots so that every later
+    frame does too."""
+
+    def __init__(self, miss: float, night: Night) -> None:
+        self.miss = miss
+        self.night = night
+        self.solved = 0
+
+    def scale_arcsec(self, binning: int) -> float:
+        return 1.9 * binning
+
+    async def solve(self, frame: Any, name: str, hints: Any, timeout: float) -> Any:
+        self.night.solves.append(timeout)
+        self.solved += 1
+        north = self.solved * self.miss / 3600.0  # from the mount: the last correction's miss
+        sol = SimpleNamespace(ra=hints.ra, dec=hints.dec + north, seconds=1.0)
+        return sol, Path(f"(virtual)/{name}.fits")
+
+
 def _slow(camera: Any, lag: float) -> None:
     """The camera reads out ``lag`` s slower than its profile says, and reports itself
     downloading meanwhile, as a real camera's status does (the nominal camera's status
@@ -205,7 +229,7 @@ def night(tmp: Path, plan: dict[str, Any], profile: dict[str, Any],
           start: datetime = START, *, store: bool = False,
           guide_rms: float | None = None, hfr: list[float] | None = None,
           temperature_drift: float | None = None, stacking: bool = False,
-          camera_lag: float = 0.0) -> Night:
+          camera_lag: float = 0.0, solver_miss: float | None = None) -> Night:
     """Validate ``plan`` with ``profile`` (in ``tmp``) and run it on the virtual clock. With
     ``store``, the night's frame store writes the (1×1 pixel) frames under ``tmp/data`` as a
     night does, and ``Night.files`` lists them. With ``guide_rms``, the guider reports that
@@ -213,7 +237,9 @@ def night(tmp: Path, plan: dict[str, Any], profile: dict[str, Any],
     the light frames measure these HFRs in turn (px); with ``temperature_drift``, the
     focuser's sensor reads the ambient changing by that many °C per hour. With ``stacking``,
     a live stacker is attached and ``Night.stack`` lists what the executor asked of it. With
-    ``camera_lag``, the camera reads out that many seconds slower than its profile says."""
+    ``camera_lag``, the camera reads out that many seconds slower than its profile says. With
+    ``solver_miss``, slews centre with a plate solver that finds every frame that many arcsec
+    north of the target (``Night.solves`` lists the time limits it was given)."""
     loaded = load(tmp, plan, profile)
     assert loaded.ok, [d.format() for d in loaded.diagnostics]
     assert loaded.plan is not None and loaded.equipment is not None
@@ -245,6 +271,8 @@ def night(tmp: Path, plan: dict[str, Any], profile: dict[str, Any],
             frames = _Stored(FrameStore(tmp / "data", p, eq, "effects"), out)
         services = nominal_services(rig, eq, clock, visibility_factory(p, clock.now(), tz), tz,
                                     frames)
+        if solver_miss is not None:
+            services.solver = _Solver(solver_miss, out)
         if stacking:
             services.stacking = _Stacking(out)  # type: ignore[assignment]
         if hfr is not None:

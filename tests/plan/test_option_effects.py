@@ -64,6 +64,7 @@ class Mutation:
     temperature_drift: float | None = None  #: the focuser reads the ambient drifting, °C/h
     stacking: bool = False  #: a live stacker is attached (``Night.stack``)
     camera_lag: float = 0.0  #: the camera reads out this much slower than its profile says
+    solver_miss: float | None = None  #: a plate solver finds the frames this far off, arcsec
 
 
 def m(says: str, change: dict[str, Any], effect: Callable[[Night, Night], bool] | None = None,
@@ -71,11 +72,11 @@ def m(says: str, change: dict[str, Any], effect: Callable[[Night, Night], bool] 
       rejects: str | None = None, start: datetime = START, store: bool = False,
       guide_rms: float | None = None, hfr: list[float] | None = None,
       temperature_drift: float | None = None, stacking: bool = False,
-      camera_lag: float = 0.0) -> Mutation:
+      camera_lag: float = 0.0, solver_miss: float | None = None) -> Mutation:
     return Mutation(says, plan if plan is not None else base_plan(),
                     profile if profile is not None else base_profile(), change, effect,
                     rejects, start, store, guide_rms, hfr, temperature_drift, stacking,
-                    camera_lag)
+                    camera_lag, solver_miss)
 
 
 def _set(doc: dict[str, Any], path: str, value: Any) -> None:
@@ -658,9 +659,12 @@ MUTATIONS.update({
                           4 * (3 + DOWNLOAD + 10) + 2 * 4 * 150 / 1000),
         plan=base_plan(triggers=[{"autofocus": {"every_frames": 1}}])),
     "TriggerItem.meridian_flip": m(
-        "flips the mount after the meridian", {"plan.triggers": []},
-        lambda a, b: a.of("trigger") and not b.of("trigger") and len(a.of("slewed")) == 2,
-        plan=FLIPPING, profile=MOUNTED),
+        "flips the mount after the meridian",
+        {"plan.triggers": [{"meridian_flip": {"after": 0}}]},
+        lambda a, b: not a.of("trigger") and len(a.of("slewed")) == 1
+        and [e["kind"] for e in b.of("trigger")] == ["meridian_flip"]
+        and len(b.of("slewed")) == 2,
+        plan={k: v for k, v in FLIPPING.items() if k != "triggers"}, profile=MOUNTED),
     "MeridianFlipTrigger.after": m(
         "minutes past the meridian to flip at: 20 minutes (sidereal) later",
         {"plan.triggers.0.meridian_flip.after": 20},
@@ -1079,10 +1083,40 @@ _insert({
         profile=base_profile(exposure_margin=30), camera_lag=20),
 })
 
+
+def centring(n: Night) -> list[str]:
+    return [e["action"] for e in n.of("centring")]
+
+
+#: Every centring frame solves 60″ from the target.
+MISSING = seq({"slew": {"center": {"tolerance": 120, "attempts": 3}}}, expose())
+
+_insert({
+    # ---- centring with a plate solver that always finds the mount 60″ off
+    "CenterArgs.tolerance": m(
+        "how close is centred: 60″ off passes 120″, never 30″",
+        {f"{S0}.slew.center.tolerance": 30},
+        lambda a, b: centring(a) == ["done"] and status(a) == "completed"
+        and centring(b) == ["offset"] * 3 and status(b) == "skipped"
+        and "not centred within 30″ after 3 attempt(s)" in reason(b),
+        plan=MISSING, profile=MOUNTED, solver_miss=60),
+    "CenterArgs.attempts": m(
+        "solves before giving up", {f"{S0}.slew.center.attempts": 5},
+        lambda a, b: centring(a) == ["offset"] * 3 and centring(b) == ["offset"] * 5,
+        plan=seq({"slew": {"center": {"tolerance": 30, "attempts": 3}}}, expose()),
+        profile=MOUNTED, solver_miss=60),
+    "CenterArgs.solve_timeout": m(
+        "each solve's time limit", {f"{S0}.slew.center.solve_timeout": 90},
+        lambda a, b: a.solves == [30.0] and b.solves == [90.0],
+        plan=seq({"slew": {"center": {"solve_timeout": 30}}}, expose()),
+        profile=MOUNTED, solver_miss=0),
+})
+
 def _run(tmp: Path, case: Mutation) -> tuple[Night, Night]:
     kw: dict[str, Any] = {"store": case.store, "guide_rms": case.guide_rms, "hfr": case.hfr,
                           "temperature_drift": case.temperature_drift,
-                          "stacking": case.stacking, "camera_lag": case.camera_lag}
+                          "stacking": case.stacking, "camera_lag": case.camera_lag,
+                          "solver_miss": case.solver_miss}
     before = night(tmp / "before", case.plan, case.profile, case.start, **kw)
     plan, profile = mutated(case)
     after = night(tmp / "after", plan, profile, case.start, **kw)
@@ -1136,3 +1170,278 @@ def test_the_site_elevation_moves_the_topocentric_moon_by_arcseconds_only() -> N
                        timezone="Europe/Amsterdam"), unix)
     shift = abs(float(high["moon_alt"][0] - low["moon_alt"][0])) * 3600
     assert 0.1 < shift < 30, shift
+
+
+def test_a_night_without_speed_runs_at_the_profiles_simulation_speed(tmp_path: Path) -> None:
+    from runner.engine.run import Run, RunOptions
+
+    for speed in (1.0, 60.0):
+        loaded = load(tmp_path / str(speed), base_plan(),
+                      base_profile(simulation={"speed": speed}))
+        assert loaded.plan is not None and loaded.equipment is not None
+        run = Run(loaded.plan, loaded.equipment, RunOptions(data_dir=tmp_path, progress="none"))
+        assert run.clock.speed == speed
+        fast = Run(loaded.plan, loaded.equipment,
+                   RunOptions(data_dir=tmp_path, speed=300, progress="none"))
+        assert fast.clock.speed == 300  # --speed wins
+
+
+def test_the_profiles_data_dir_is_where_a_night_without_data_dir_records() -> None:
+    from runner.engine.run import default_data_dir
+    from runner.plan.equipment import Equipment
+
+    rig = Equipment.model_validate(base_profile(data_dir="~/astro/frames"))
+    assert default_data_dir(rig) == Path.home() / "astro/frames"
+    assert default_data_dir(Equipment.model_validate(base_profile())) == (
+        Path.cwd() / "nightrunner-data")
+
+
+HERE = "tests/plan/test_option_effects.py"
+NOTIFY = "tests/notify/test_notify.py"
+EMAIL = "tests/notify/test_notify_email.py"
+TLS = "tests/notify/test_notify_starttls.py"
+INCLUDES = "tests/plan/test_includes.py"
+FAULTS = "tests/engine/test_faults_and_abort.py"
+SIMCAM = "tests/devices/test_sim_camera.py"
+PHD2 = "tests/guiding/test_phd2_end_to_end.py"
+BACKENDS = "tests/devices/backends/test_plan_on_real_backends.py"
+CENTRING = "tests/solve/test_centring.py"
+CENTER_OPTIONS = "tests/plan/test_center_options.py"
+STACK_LINK = f"{HERE}::test_the_targets_stack_options_reach_the_live_stacker_as_written"
+
+#: Fields whose effect a dry run cannot show, and the tests (pytest node ids) that show it.
+REFERENCES: dict[str, tuple[str, ...]] = {
+    "Plan.name": (f"{NOTIFY}::test_the_webhook_hears_the_start_and_the_finish_with_the_summary",),
+    "Plan.include": (f"{INCLUDES}::test_included_blocks_and_targets_are_merged",),
+    "IncludedPlan.include": (f"{INCLUDES}::test_included_blocks_and_targets_are_merged",),
+    "IncludedPlan.blocks": (f"{INCLUDES}::test_included_blocks_and_targets_are_merged",),
+    "IncludedPlan.targets": (f"{INCLUDES}::test_included_blocks_and_targets_are_merged",),
+    "Plan.notify": (f"{NOTIFY}::test_the_webhook_hears_the_start_and_the_finish_with_the_summary",),
+    "Equipment.notify": (
+        "tests/notify/test_notify_profile.py::"
+        "test_the_profile_owner_hears_a_night_whose_plan_says_nothing",),
+    "Notify.command": (
+        f"{NOTIFY}::test_a_command_gets_the_json_on_stdin_and_the_event_in_its_environment",),
+    "Notify.webhook": (
+        f"{NOTIFY}::test_the_webhook_hears_the_start_and_the_finish_with_the_summary",),
+    "Notify.webhook_token_env": (
+        f"{NOTIFY}::test_the_webhook_hears_the_start_and_the_finish_with_the_summary",),
+    "Notify.email": (
+        f"{EMAIL}::test_the_morning_mail_arrives_and_the_password_is_nowhere_on_disk",),
+    "Notify.on": (f"{NOTIFY}::test_an_abort_is_told_at_once_and_the_end_says_aborted",),
+    "Notify.retries": (
+        f"{NOTIFY}::test_a_failing_endpoint_is_retried_then_given_up_with_a_warning",),
+    "Notify.backoff": (
+        f"{NOTIFY}::test_a_failing_endpoint_is_retried_then_given_up_with_a_warning",),
+    "Notify.timeout": (f"{NOTIFY}::test_a_hanging_endpoint_does_not_hold_the_night",),
+    **{f"NotifyEmail.{k}": (
+        f"{EMAIL}::test_the_morning_mail_arrives_and_the_password_is_nowhere_on_disk",)
+       for k in ("host", "port", "from_", "to", "username", "password_env")},
+    "NotifyEmail.starttls": (
+        f"{TLS}::test_starttls_upgrades_verifies_the_server_and_then_logs_in",
+        f"{TLS}::test_without_starttls_such_a_server_gets_no_login_and_no_mail"),
+    "Site.elevation": (
+        f"{HERE}::test_the_site_elevation_moves_the_topocentric_moon_by_arcseconds_only",),
+    "Equipment.name": (
+        f"{HERE}::test_the_rig_is_named_by_its_profile_name_in_what_validation_says",),
+    "Equipment.data_dir": (
+        f"{HERE}::test_the_profiles_data_dir_is_where_a_night_without_data_dir_records",),
+    "Simulation.speed": (
+        f"{HERE}::test_a_night_without_speed_runs_at_the_profiles_simulation_speed",),
+    # the nominal autofocus times the V-curve; the fit runs on measured HFRs
+    "FocusAuto.fit": ("tests/engine/test_autofocus.py::test_finds_best_focus_near_the_start",),
+    # a nominal guider never loses its star nor fails to settle
+    "TriggerItem.star_lost": (f"{FAULTS}::test_a_lost_guide_star_is_recovered_before_the_next_exposure",),
+    "StarLostTrigger.wait": (f"{FAULTS}::test_a_lost_guide_star_is_recovered_before_the_next_exposure",),
+    "StarLostTrigger.restart_guiding": (
+        f"{FAULTS}::test_a_lost_guide_star_is_recovered_before_the_next_exposure",
+        f"{PHD2}::test_the_star_lost_fault_is_surfaced_and_recovery_restarts_guiding"),
+    "StarLostTrigger.then": (f"{FAULTS}::test_a_lost_guide_star_is_recovered_before_the_next_exposure",),
+    "DitherTrigger.on_settle_failure": (f"{FAULTS}::test_settle_failure_follows_the_dither_policy",),
+    # the stacker's options: handed over as written (here), and what each does (the stacker)
+    "StackOptions.align": (STACK_LINK,
+                           "tests/stacking/test_stack_register.py::"
+                           "test_registration_error_is_below_a_tenth_of_a_pixel"),
+    "StackOptions.reject": (STACK_LINK,
+                            "tests/stacking/test_stack_accumulate.py::"
+                            "test_a_satellite_trail_in_one_frame_of_twenty_is_gone_from_the_"
+                            "rejecting_stack"),
+    "StackOptions.kappa": (STACK_LINK,
+                           f"{HERE}::test_kappa_is_how_far_from_the_mean_a_pixel_is_rejected"),
+    "StackOptions.flip": (STACK_LINK,
+                          "tests/stacking/test_stack_register.py::"
+                          "test_without_field_rotation_only_a_meridian_flip_may_rotate_the_field"),
+    "StackOptions.field_rotation": (
+        STACK_LINK, "tests/stacking/test_stack_register.py::"
+        "test_without_field_rotation_only_a_meridian_flip_may_rotate_the_field"),
+    "StackOptions.auto_stretch": (
+        STACK_LINK, "tests/stacking/test_stack_stretch.py::"
+        "test_auto_stretch_lifts_the_sky_to_a_quarter_grey_without_clipping_stars"),
+    "StackOptions.calibration": (
+        STACK_LINK, "tests/engine/test_run_stacks.py::"
+        "test_a_master_dark_built_during_the_night_calibrates_the_lights_after_it"),
+    # devices: which driver, where
+    "Connection.backend": (f"{BACKENDS}::test_the_engine_runs_a_plan_on_real_servers",
+                           "tests/devices/test_sim_motion.py::"
+                           "test_factory_mixes_real_back_ends_with_simulators_per_device"),
+    "Connection.address": (f"{BACKENDS}::test_the_engine_runs_a_plan_on_real_servers",),
+    "Connection.device": (f"{BACKENDS}::test_the_engine_runs_a_plan_on_real_servers",
+                          "tests/devices/backends/test_backend_contract.py::"
+                          "test_unknown_device_is_an_error"),
+    "GuiderProfile.backend": (
+        f"{PHD2}::test_phd2_guider_on_the_simulator_moves_the_world_and_measures_rms",),
+    "GuiderProfile.host": ("tests/engine/test_fault_shutdown.py::"
+                           "test_losing_phd2_does_not_keep_the_mount_from_parking",),
+    "GuiderProfile.port": (
+        f"{PHD2}::test_phd2_guider_on_the_simulator_moves_the_world_and_measures_rms",),
+    "GuiderProfile.profile": (f"{PHD2}::test_profiles_equipment_and_calibration",),
+    "GuiderProfile.pixel_scale": (
+        f"{PHD2}::test_without_a_known_pixel_scale_stats_are_in_pixels",),
+    # the simulators' image and sky model
+    "CameraProfile.read_noise": (f"{SIMCAM}::test_bias_dark_and_hot_pixels",),
+    "CameraProfile.bayer": (f"{SIMCAM}::test_one_shot_colour_camera_writes_a_bayer_mosaic",),
+    "Simulation.seed": (f"{SIMCAM}::test_same_seed_same_frames_other_seed_other_sky",),
+    "Simulation.focus_drift": (f"{SIMCAM}::test_best_focus_drifts_with_temperature_and_filter",
+                               "tests/engine/test_autofocus.py::"
+                               "test_refocus_follows_temperature_drift"),
+    "Simulation.ambient_drift": (
+        f"{SIMCAM}::test_best_focus_drifts_with_temperature_and_filter",),
+    "Simulation.stars": (f"{SIMCAM}::test_light_frame_is_16_bit_star_field_on_sky_background",
+                         "tests/engine/test_autofocus.py::test_no_stars_fails_and_returns_to_the_start"),
+    "Simulation.sky_background": (
+        f"{SIMCAM}::test_light_frame_is_16_bit_star_field_on_sky_background",),
+    "Simulation.tracking_drift": (f"{SIMCAM}::test_frames_shift_with_dithers_and_unguided_drift",),
+    "Simulation.sky": (
+        "tests/solve/test_solve_frames.py::test_the_solved_wcs_puts_catalogue_stars_within_two_arcsec",
+        f"{CENTER_OPTIONS}::test_centring_on_the_synthetic_sky_is_warned_about"),
+    "Simulation.pointing_error": (
+        f"{CENTRING}::test_a_ten_arcmin_pointing_error_is_centred_within_three_attempts",
+        f"{CENTRING}::test_center_true_on_a_well_pointed_mount_takes_one_attempt"),
+    "PointingError.arcmin": (
+        f"{CENTRING}::test_a_ten_arcmin_pointing_error_is_centred_within_three_attempts",),
+    "PointingError.angle": (
+        f"{CENTRING}::test_a_ten_arcmin_pointing_error_is_centred_within_three_attempts",),
+    # the simulators' faults
+    "Simulation.faults": (f"{FAULTS}::test_camera_disconnect_is_retried_and_the_night_goes_on",),
+    "Fault.kind": (f"{FAULTS}::test_camera_disconnect_is_retried_and_the_night_goes_on",
+                   f"{FAULTS}::test_a_stuck_focuser_times_out_and_the_step_policy_decides"),
+    "Fault.at_frame": (f"{FAULTS}::test_camera_disconnect_is_retried_and_the_night_goes_on",),
+    "Fault.at_time": (
+        f"{FAULTS}::test_unsafe_weather_aborts_the_exposure_at_once_and_shuts_down",),
+    "Fault.duration": (
+        f"{FAULTS}::test_a_lost_guide_star_is_recovered_before_the_next_exposure",),
+    "Fault.times": (f"{PHD2}::test_the_star_lost_fault_is_surfaced_and_recovery_restarts_guiding",),
+}
+
+
+def _test_functions(path: str) -> set[str]:
+    tree = ast.parse((ROOT / path).read_text(encoding="utf-8"))
+    return {n.name for n in tree.body
+            if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name.startswith("test_")}
+
+
+def test_every_audited_field_shows_its_effect() -> None:
+    """A field of the audit needs a mutation case, a reference to a test of its effect, or an
+    audit entry saying validation rejects it."""
+    mutated_fields = {k.split(" ")[0] for k in MUTATIONS}
+    rejected = {k for k, v in AUDIT.items() if isinstance(v, Rejected)}
+    missing = sorted(AUDIT.keys() - mutated_fields - REFERENCES.keys() - rejected)
+    assert not missing, f"fields whose effect no test shows (add a MUTATIONS case): {missing}"
+    unknown = sorted((mutated_fields | REFERENCES.keys()) - AUDIT.keys())
+    assert not unknown, f"effects of fields the audit does not list: {unknown}"
+    both = sorted(mutated_fields & REFERENCES.keys())
+    assert not both, f"fields with a mutation case and a reference (keep the case): {both}"
+
+
+@pytest.mark.parametrize("field", sorted(REFERENCES))
+def test_a_referenced_test_exists_and_sets_the_field(field: str) -> None:
+    """The reference cannot rot: the test is there, and its file sets the field's key."""
+    key = field.split(".")[1].rstrip("_")
+    for node in REFERENCES[field]:
+        path, _, name = node.partition("::")
+        assert name in _test_functions(path), f"{field}: no test {node}"
+        if path != HERE:
+            assert key in (ROOT / path).read_text(encoding="utf-8"), (
+                f"{field}: {path} never mentions '{key}'")
+
+
+@pytest.mark.parametrize("name", sorted(MUTATIONS))
+def test_a_mutation_changes_its_own_field(name: str) -> None:
+    """Each case changes the field it is filed under: the field's key is on the changed path,
+    or in the value written there (a section or a step put in whole)."""
+    case = MUTATIONS[name]
+    model, _, key = name.split(" ")[0].partition(".")
+    key = key.rstrip("_")
+    assert case.change, name
+    assert any(key in [p.rstrip("_") for p in path.split(".")] or key in _keys(value)
+               for path, value in case.change.items()), (model, case.change)
+
+
+def _keys(value: Any) -> set[str]:
+    """Every mapping key in ``value``, at any depth."""
+    if isinstance(value, dict):
+        return {str(k).rstrip("_") for k in value} | {k for v in value.values() for k in _keys(v)}
+    if isinstance(value, list):
+        return {k for v in value for k in _keys(v)}
+    return set()
+
+
+STACK_OPTIONS = [("align", "none", "align", False), ("reject", "none", "reject", False),
+                 ("kappa", 2.5, "kappa", 2.5), ("flip", True, "flip", True),
+                 ("field_rotation", True, "field_rotation", True),
+                 ("auto_stretch", False, "auto_stretch", False),
+                 ("calibration", ["dark-300s"], "calibration", ["dark-300s"])]
+
+
+@pytest.mark.parametrize(("key", "value", "kwarg", "given"), STACK_OPTIONS)
+def test_the_targets_stack_options_reach_the_live_stacker_as_written(
+    tmp_path: Path, key: str, value: Any, kwarg: str, given: Any
+) -> None:
+    """What a target's ``stack:`` says is what its stacks start with (the stacker's own tests
+    show what each option does to a stack)."""
+    import asyncio
+
+    from runner.engine.compiler import compile_plan
+    from runner.engine.events import EventBus
+    from runner.engine.stacking_link import StackingLink
+
+    def options(stack: dict[str, Any]) -> dict[str, Any]:
+        loaded = load(tmp_path, base_plan(target={"stack": stack}), base_profile())
+        assert loaded.plan is not None and loaded.equipment is not None
+        [ct] = compile_plan(loaded.plan, loaded.equipment).targets
+        started: dict[str, Any] = {}
+
+        async def begin() -> None:
+            link = StackingLink(tmp_path / "data", EventBus(wall_time=False))
+            link.stacks.begin = lambda target, **kw: started.update(kw)  # type: ignore[method-assign]
+            link.begin(ct)
+
+        asyncio.run(begin())
+        return started
+
+    default, changed = options({}), options({key: value})
+    assert default[kwarg] != given and changed[kwarg] == given
+    assert {k: v for k, v in changed.items() if k != kwarg} == {
+        k: v for k, v in default.items() if k != kwarg}
+
+
+def test_kappa_is_how_far_from_the_mean_a_pixel_is_rejected() -> None:
+    """``StackOptions.kappa`` on the stack itself: a 6σ outlier is rejected at κ = 3 and kept
+    at κ = 10."""
+    import numpy as np
+
+    from runner.stacking.accumulate import SigmaClipStack
+
+    rng = np.random.default_rng(7)
+    frames = [rng.normal(100.0, 1.0, (32, 32)).astype(np.float32) for _ in range(12)]
+    frames[9][5, 5] += 6.0
+    others = float(np.mean([f[5, 5] for i, f in enumerate(frames) if i != 9]))
+    every = float(np.mean([f[5, 5] for f in frames]))  # the outlier adds 0.5
+    pixel = {}
+    for kappa in (3.0, 10.0):
+        stack = SigmaClipStack(kappa)
+        for f in frames:
+            stack.add(f, noise=1.0)
+        pixel[kappa] = float(stack.result()[5, 5])
+    assert abs(pixel[3.0] - others) < 0.05
+    assert abs(pixel[10.0] - every) < 0.05
