@@ -21,7 +21,7 @@ from __future__ import annotations
 import ast
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,6 @@ from typing import Any
 import pytest
 from effects_night import (
     AMS,
-    CLUSTER,
     ROOT,
     START,
     Night,
@@ -161,6 +160,17 @@ def expose(**args: Any) -> dict[str, Any]:
 
 def seq(*steps: dict[str, Any], **top: Any) -> dict[str, Any]:
     return base_plan(list(steps), **top)
+
+
+#: A sub-frame of the base camera.
+ROI = {"x": 8, "y": 16, "width": 200, "height": 100}
+
+
+def _roi_is(key: str, before: int, after: int) -> Callable[[Night, Night], bool]:
+    def effect(a: Night, b: Night) -> bool:
+        return bool(getattr(frames_of(a, "roi")[0], key) == before
+                    and getattr(frames_of(b, "roi")[0], key) == after)
+    return effect
 
 
 S0 = "plan.targets.0.sequence.0"
@@ -421,11 +431,8 @@ MUTATIONS: dict[str, Mutation] = {
         == [(10, 20, 100, 50)] and frames_of(a, "roi") != frames_of(b, "roi"),
         plan=seq(expose())),
     **{f"Roi.{k}": m(
-        f"the sub-frame's {k}", {f"{S0}.expose.roi.{k}": 64},
-        (lambda k: lambda a, b: getattr(frames_of(a, "roi")[0], k) == base[k]
-         and getattr(frames_of(b, "roi")[0], k) == 64)(k),
-        plan=seq(expose(roi=dict(base))))
-       for base in [{"x": 8, "y": 16, "width": 200, "height": 100}] for k in base},
+        f"the sub-frame's {k}", {f"{S0}.expose.roi.{k}": 64}, _roi_is(k, ROI[k], 64),
+        plan=seq(expose(roi=dict(ROI)))) for k in ROI},
     "GuideStep.guide": m(
         "starts guiding, and settles", {S0: {"guide": "start"}},
         lambda a, b: not a.of("guiding") and b.first("guiding")["state"] == "guiding"
@@ -1207,6 +1214,7 @@ PHD2 = "tests/guiding/test_phd2_end_to_end.py"
 BACKENDS = "tests/devices/backends/test_plan_on_real_backends.py"
 CENTRING = "tests/solve/test_centring.py"
 CENTER_OPTIONS = "tests/plan/test_center_options.py"
+STAR_LOST = f"{FAULTS}::test_a_lost_guide_star_is_recovered_before_the_next_exposure"
 STACK_LINK = f"{HERE}::test_the_targets_stack_options_reach_the_live_stacker_as_written"
 
 #: Fields whose effect a dry run cannot show, and the tests (pytest node ids) that show it.
@@ -1251,13 +1259,13 @@ REFERENCES: dict[str, tuple[str, ...]] = {
     # the nominal autofocus times the V-curve; the fit runs on measured HFRs
     "FocusAuto.fit": ("tests/engine/test_autofocus.py::test_finds_best_focus_near_the_start",),
     # a nominal guider never loses its star nor fails to settle
-    "TriggerItem.star_lost": (f"{FAULTS}::test_a_lost_guide_star_is_recovered_before_the_next_exposure",),
-    "StarLostTrigger.wait": (f"{FAULTS}::test_a_lost_guide_star_is_recovered_before_the_next_exposure",),
+    "TriggerItem.star_lost": (STAR_LOST,),
+    "StarLostTrigger.wait": (STAR_LOST,),
     "StarLostTrigger.restart_guiding": (
-        f"{FAULTS}::test_a_lost_guide_star_is_recovered_before_the_next_exposure",
-        f"{PHD2}::test_the_star_lost_fault_is_surfaced_and_recovery_restarts_guiding"),
-    "StarLostTrigger.then": (f"{FAULTS}::test_a_lost_guide_star_is_recovered_before_the_next_exposure",),
-    "DitherTrigger.on_settle_failure": (f"{FAULTS}::test_settle_failure_follows_the_dither_policy",),
+        STAR_LOST, f"{PHD2}::test_the_star_lost_fault_is_surfaced_and_recovery_restarts_guiding"),
+    "StarLostTrigger.then": (STAR_LOST,),
+    "DitherTrigger.on_settle_failure": (
+        f"{FAULTS}::test_settle_failure_follows_the_dither_policy",),
     # the stacker's options: handed over as written (here), and what each does (the stacker)
     "StackOptions.align": (STACK_LINK,
                            "tests/stacking/test_stack_register.py::"
@@ -1353,16 +1361,16 @@ def test_every_audited_field_shows_its_effect() -> None:
     assert not both, f"fields with a mutation case and a reference (keep the case): {both}"
 
 
-@pytest.mark.parametrize("field", sorted(REFERENCES))
-def test_a_referenced_test_exists_and_sets_the_field(field: str) -> None:
+@pytest.mark.parametrize("name", sorted(REFERENCES))
+def test_a_referenced_test_exists_and_sets_the_field(name: str) -> None:
     """The reference cannot rot: the test is there, and its file sets the field's key."""
-    key = field.split(".")[1].rstrip("_")
-    for node in REFERENCES[field]:
-        path, _, name = node.partition("::")
-        assert name in _test_functions(path), f"{field}: no test {node}"
+    key = name.split(".")[1].rstrip("_")
+    for node in REFERENCES[name]:
+        path, _, test = node.partition("::")
+        assert test in _test_functions(path), f"{name}: no test {node}"
         if path != HERE:
             assert key in (ROOT / path).read_text(encoding="utf-8"), (
-                f"{field}: {path} never mentions '{key}'")
+                f"{name}: {path} never mentions '{key}'")
 
 
 @pytest.mark.parametrize("name", sorted(MUTATIONS))
