@@ -1231,7 +1231,8 @@ STACK_LINK = f"{HERE}::test_the_targets_stack_options_reach_the_live_stacker_as_
 REFERENCES: dict[str, tuple[str, ...]] = {
     "Plan.name": (f"{NOTIFY}::test_the_webhook_hears_the_start_and_the_finish_with_the_summary",),
     "Plan.include": (f"{INCLUDES}::test_included_blocks_and_targets_are_merged",),
-    "IncludedPlan.include": (f"{INCLUDES}::test_included_blocks_and_targets_are_merged",),
+    # an included file's own includes are followed: a cycle through them is found
+    "IncludedPlan.include": (f"{INCLUDES}::test_include_cycles_and_missing_files_are_errors",),
     "IncludedPlan.blocks": (f"{INCLUDES}::test_included_blocks_and_targets_are_merged",),
     "IncludedPlan.targets": (f"{INCLUDES}::test_included_blocks_and_targets_are_merged",),
     "Plan.notify": (f"{NOTIFY}::test_the_webhook_hears_the_start_and_the_finish_with_the_summary",),
@@ -1312,7 +1313,8 @@ REFERENCES: dict[str, tuple[str, ...]] = {
                            "test_losing_phd2_does_not_keep_the_mount_from_parking",),
     "GuiderProfile.port": (
         f"{PHD2}::test_phd2_guider_on_the_simulator_moves_the_world_and_measures_rms",),
-    "GuiderProfile.profile": (f"{PHD2}::test_profiles_equipment_and_calibration",),
+    "GuiderProfile.profile": (
+        f"{HERE}::test_the_guider_selects_the_phd2_profile_the_profile_names",),
     "GuiderProfile.pixel_scale": (
         f"{PHD2}::test_without_a_known_pixel_scale_stats_are_in_pixels",),
     # the simulators' image and sky model
@@ -1513,3 +1515,25 @@ def test_the_simulated_field_has_as_many_stars_as_the_profile_says() -> None:
     sparse = len(detect_stars(_sim_frame("light", stars=30).data))
     rich = len(detect_stars(_sim_frame("light", stars=600).data))
     assert sparse < 30 < rich, (sparse, rich)
+
+
+def test_the_guider_selects_the_phd2_profile_the_profile_names() -> None:
+    """``GuiderProfile.profile``: connecting selects that PHD2 equipment profile (PHD2's
+    simulator has two); without it PHD2 keeps the one it has."""
+    import asyncio
+
+    from runner.clock import ScaledClock
+    from runner.devices.sim.world import SimWorld
+    from runner.guiding import open_guider
+    from runner.plan.equipment import Equipment, GuiderProfile
+
+    async def selected(profile: str | None) -> str:
+        clock = ScaledClock(speed=50)
+        eq = Equipment(name="rig", guider=GuiderProfile(backend="simulator", exposure=1.0,
+                                                        profile=profile))
+        async with open_guider(eq, clock, SimWorld(clock=clock, profile=eq)) as guider:
+            [current] = [p.name for p in await guider.client.get_profiles() if p.selected]
+            return current
+
+    assert asyncio.run(selected(None)) == "Nightrunner Simulator"
+    assert asyncio.run(selected("Backyard EQ6")) == "Backyard EQ6"
