@@ -1268,7 +1268,8 @@ REFERENCES: dict[str, tuple[str, ...]] = {
     "Simulation.speed": (
         f"{HERE}::test_a_night_without_speed_runs_at_the_profiles_simulation_speed",),
     # the nominal autofocus times the V-curve; the fit runs on measured HFRs
-    "FocusAuto.fit": ("tests/engine/test_autofocus.py::test_finds_best_focus_near_the_start",),
+    "FocusAuto.fit": (f"{HERE}::test_the_autofocus_fit_is_the_curve_fitted_to_the_v_curve",
+                      "tests/engine/test_autofocus.py::test_finds_best_focus_near_the_start"),
     # a nominal guider never loses its star nor fails to settle
     "TriggerItem.star_lost": (STAR_LOST,),
     "StarLostTrigger.wait": (STAR_LOST,),
@@ -1537,3 +1538,17 @@ def test_the_guider_selects_the_phd2_profile_the_profile_names() -> None:
 
     assert asyncio.run(selected(None)) == "Nightrunner Simulator"
     assert asyncio.run(selected("Backyard EQ6")) == "Backyard EQ6"
+
+
+def test_the_autofocus_fit_is_the_curve_fitted_to_the_v_curve() -> None:
+    """``FocusAuto.fit``: a true hyperbola (HFR² quadratic in position, asymmetric samples) is
+    fitted exactly as a hyperbola, and with a worse r² and another minimum as a parabola."""
+    from runner.engine.autofocus import CurveFit, fit_curve
+
+    positions = [24_550 + 150 * i for i in range(9)]  # best focus 25,000 is off-centre
+    hfrs = [(1.5 ** 2 + ((p - 25_000) / 100) ** 2) ** 0.5 for p in positions]
+    hyperbola = fit_curve(positions, hfrs, "hyperbola")
+    parabola = fit_curve(positions, hfrs, "parabola")
+    assert isinstance(hyperbola, CurveFit) and isinstance(parabola, CurveFit)
+    assert abs(hyperbola.best - 25_000) < 1 and hyperbola.r2 > 0.9999
+    assert abs(parabola.best - 25_000) > 10 and parabola.r2 < hyperbola.r2
