@@ -216,6 +216,13 @@ def check_plan(plan: Plan, eq: Equipment, pos: Positions) -> list[Diagnostic]:
                 err(path, f"{kind} step, but equipment '{eq.name}' has no guider")
             if isinstance(step, GuideStep) and step.guide.action == "start":
                 uses_guiding = True
+            if isinstance(step, GuideStep) and step.guide.action == "stop":
+                # stopping neither settles nor calibrates: the options would be ignored
+                for opt, given in (("settle", step.guide.settle is not None),
+                                   ("recalibrate", step.guide.recalibrate)):
+                    if given:
+                        err((*path, "guide", opt), f"'{opt}' applies to 'guide: start'; "
+                            "stopping guiding neither settles nor calibrates")
         elif isinstance(step, CoolStep | WarmStep):
             if not cam.cooler:
                 err(path, f"{kind} step, but camera '{cam.name}' has no cooler")
@@ -226,6 +233,15 @@ def check_plan(plan: Plan, eq: Equipment, pos: Positions) -> list[Diagnostic]:
         ):
             err((*path, "wait", "altitude"), "wait for altitude needs a target; use it in "
                     "a target's sequence")
+        if (
+            isinstance(step, RepeatStep)
+            and step.repeat.until is not None
+            and step.repeat.until.altitude_below is not None
+            and path[0] in ("startup", "shutdown")
+        ):
+            # without a target there is no altitude: the loop would never end by it
+            err((*path, "repeat", "until", "altitude_below"), "repeat until altitude_below "
+                "needs a target; use it in a target's sequence")
 
     # blocks: use-cycles
     def block_uses(name: str) -> list[str]:
@@ -264,6 +280,15 @@ def check_plan(plan: Plan, eq: Equipment, pos: Positions) -> list[Diagnostic]:
                     err(("triggers", i, k), "meridian_flip trigger needs a mount", key=True)
                 if k == "autofocus" and eq.focuser is None:
                     err(("triggers", i, k), "autofocus trigger needs a focuser", key=True)
+                af = item.autofocus
+                if k == "autofocus" and af is not None and not (
+                    af.temperature_change is not None or af.hfr_increase is not None
+                    or af.filter_change or af.every_minutes is not None
+                    or af.every_frames is not None
+                ):
+                    err(("triggers", i, k), "autofocus trigger never fires: give it "
+                        "temperature_change, hfr_increase, filter_change, every_minutes or "
+                        "every_frames", key=True)
                 if k == "safety" and eq.safety is None:
                     err(("triggers", i, k), f"safety trigger, but equipment '{eq.name}' has no "
                         "safety monitor ('safety:' in the profile)", key=True)

@@ -8,6 +8,10 @@ the error ``validate`` gives. A new field without an entry fails
 
 Options that work only in some combinations (``address`` on a simulated device, ``at_frame`` on
 the weather, ``timeout`` on a ``repeat``) are in tests/plan/test_profile_validation.py.
+
+``Used`` says only that the code still reads the field. What the field *does* is shown in
+tests/plan/test_option_effects.py: a mutation case on the virtual clock for every field a dry
+run can show, else a reference to the test that shows its effect.
 """
 
 from __future__ import annotations

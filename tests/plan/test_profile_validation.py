@@ -184,6 +184,39 @@ def test_a_step_option_the_engine_would_ignore_is_an_error(
     assert any(m.startswith(f"{plan}:{expected}") for m in messages), messages
 
 
+@pytest.mark.parametrize(
+    ("where", "text", "expected"),
+    [
+        ("sequence", "guide: {action: stop, settle: {time: 5}}",
+         "9:39: error: 'settle' applies to 'guide: start'; stopping guiding neither settles "
+         "nor calibrates"),
+        ("sequence", "guide: {action: stop, recalibrate: true}",
+         "9:44: error: 'recalibrate' applies to 'guide: start'"),
+        ("startup", "repeat: {until: {altitude_below: 30}}\n    steps: [{wait: {for: 1}}]",
+         "6:38: error: repeat until altitude_below needs a target; use it in a target's "
+         "sequence"),
+        ("triggers", "autofocus: {settings: {steps: 11}}",
+         "6:5: error: autofocus trigger never fires: give it temperature_change, "
+         "hfr_increase, filter_change, every_minutes or every_frames"),
+    ],
+)
+def test_an_option_that_would_do_nothing_where_it_stands_is_an_error(
+    write_plan: Callable[..., Path], where: str, text: str, expected: str
+) -> None:
+    """A guide stop neither settles nor calibrates; outside a target there is no altitude for
+    a loop to end by; an autofocus trigger with no condition never fires."""
+    write_plan("name: rig\nguider: {backend: simulator}\nfocuser: {backend: simulator}\n",
+               "eq.yaml")
+    body = PLAN
+    if where == "sequence":
+        body = PLAN.replace("expose: {exposure: 1}", text)
+    else:
+        body = PLAN.replace("targets:", f"{where}:\n  - {text}\ntargets:")
+    plan = write_plan(body)
+    messages = [d.format() for d in load_plan(plan).diagnostics]
+    assert any(m.startswith(f"{plan}:{expected}") for m in messages), messages
+
+
 def test_a_profile_name_not_found_says_where_it_was_looked_for(
     write_plan: Callable[..., Path],
 ) -> None:
