@@ -92,13 +92,20 @@ def replay(
     horizon: float = VIRTUAL_HORIZON_S,
     resume: ResumeState | None = None,
     listener: Callable[[dict[str, Any]], None] | None = None,
+    frames: Any = None,
+    prepare: Callable[[NominalRig, Any], None] | None = None,
 ) -> Replay:
     """Run ``plan`` on nominal devices on a virtual clock from ``start``; ``horizon`` clock
     seconds bound the night before the shutdown (a loop that never ends), and again the
-    shutdown. ``resume`` starts from a run's current state (the mid-night ETA)."""
+    shutdown. ``resume`` starts from a run's current state (the mid-night ETA).
+
+    For tests of what the night does: ``frames`` replaces the store that keeps nothing, and
+    ``prepare(rig, services)`` may change the connected rig and the services before the
+    executor is built."""
 
     async def night(clock: VirtualClock) -> Replay:
-        return await _night(plan, equipment, clock, visibility, tz, horizon, resume, listener)
+        return await _night(plan, equipment, clock, visibility, tz, horizon, resume, listener,
+                            frames, prepare)
 
     result: Replay = run_virtual(night, start)
     return result
@@ -107,7 +114,8 @@ def replay(
 async def _night(
     plan: Plan, equipment: Equipment, clock: VirtualClock, visibility: Callable[[Target], Any],
     tz: tzinfo, horizon: float, resume: ResumeState | None,
-    listener: Callable[[dict[str, Any]], None] | None,
+    listener: Callable[[dict[str, Any]], None] | None, frames: Any,
+    prepare: Callable[[NominalRig, Any], None] | None,
 ) -> Replay:
     program = compile_plan(plan, equipment)
     out = Replay(start=clock.now(), steps=leaf_steps(program))
@@ -124,7 +132,10 @@ async def _night(
     rig = NominalRig.build(equipment, clock, plan.site.latitude, plan.site.longitude)
     out.busy = rig.log
     await rig.connect()
-    services = nominal_services(rig, equipment, clock, visibility, tz, _NoFrames())
+    services = nominal_services(rig, equipment, clock, visibility, tz,
+                                frames if frames is not None else _NoFrames())
+    if prepare is not None:
+        prepare(rig, services)
     ex = Executor(program, services, bus, _NoJournal(), resume)
     try:
         async with asyncio.timeout(horizon):

@@ -8,8 +8,6 @@ passed validation, semantic checks included.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import copy
 import inspect
 from dataclasses import dataclass, field
@@ -21,15 +19,10 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
-from runner.clock import VirtualClock, run_virtual
 from runner.devices.interfaces import ExposureState, Frame
 from runner.devices.sim.nominal import NominalRig
-from runner.engine.compiler import compile_plan
-from runner.engine.events import EventBus
-from runner.engine.executor import Executor, FatalRunError
-from runner.engine.run_services import nominal_services, site_tz, visibility_factory
-from runner.errors import NightrunnerError
-from runner.estimate.replay import _NoJournal
+from runner.engine.run_services import site_tz, visibility_factory
+from runner.estimate.replay import replay
 from runner.plan.loader import load_plan
 from runner.records import GuideStats
 
@@ -245,17 +238,16 @@ def night(tmp: Path, plan: dict[str, Any], profile: dict[str, Any],
     assert loaded.plan is not None and loaded.equipment is not None
     p, eq = loaded.plan, loaded.equipment
     out = Night()
+    tz = site_tz(p)
+    frames: Any = _Frames(out)
+    if store:
+        from runner.engine.framestore import FrameStore
 
-    async def main(clock: VirtualClock) -> Night:
-        bus = EventBus(wall_time=False)
+        frames = _Stored(FrameStore(tmp / "data", p, eq, "effects"), out)
 
-        def record(ev: dict[str, Any]) -> None:
-            ev["t"] = clock.monotonic()
-            out.events.append(ev)
-
-        bus.subscribe(record)
-        rig = NominalRig.build(eq, clock, p.site.latitude, p.site.longitude)
-        await rig.connect()
+    def prepare(rig: NominalRig, services: Any) -> None:
+        """What the nominal rig does not model, as the case asks."""
+        clock = rig.camera.clock
         if camera_lag:
             _slow(rig.camera, camera_lag)
         if rig.guider is not None:
@@ -263,18 +255,10 @@ def night(tmp: Path, plan: dict[str, Any], profile: dict[str, Any],
             if guide_rms is not None:
                 stats = GuideStats(guide_rms, 0.0, guide_rms, "arcsec", 10)
                 rig.guider.stats = lambda: stats  # type: ignore[method-assign]
-        tz = site_tz(p)
-        frames: Any = _Frames(out)
-        if store:
-            from runner.engine.framestore import FrameStore
-
-            frames = _Stored(FrameStore(tmp / "data", p, eq, "effects"), out)
-        services = nominal_services(rig, eq, clock, visibility_factory(p, clock.now(), tz), tz,
-                                    frames)
         if solver_miss is not None:
             services.solver = _Solver(solver_miss, out)
         if stacking:
-            services.stacking = _Stacking(out)  # type: ignore[assignment]
+            services.stacking = _Stacking(out)
         if hfr is not None:
             measured = iter(hfr)
             services.measure_hfr = lambda _pixels: next(measured)
@@ -285,23 +269,15 @@ def night(tmp: Path, plan: dict[str, Any], profile: dict[str, Any],
                 return ambient + drift * clock.monotonic() / 3600.0
 
             rig.focuser.temperature = temperature  # type: ignore[method-assign]
-        ex = Executor(compile_plan(p, eq), services, bus, _NoJournal(), None)
-        try:
-            async with asyncio.timeout(HORIZON):
-                await ex.run_night()
-        except TimeoutError:
-            out.outcome = "horizon"
-        except (FatalRunError, NightrunnerError) as exc:
-            out.fatal = str(exc)
-            out.outcome = "failed"
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(HORIZON):
-                await ex.run_shutdown()
-        await ex.writer.drain_quietly()
+
+    try:
+        rp = replay(p, eq, start, visibility_factory(p, start, tz), tz, horizon=HORIZON,
+                    frames=frames, prepare=prepare)
+    finally:
         if store:
             frames.store.close()
-        out.end = clock.monotonic()
-        return out
-
-    result: Night = run_virtual(main, start)
-    return result
+    out.events = rp.events
+    out.end = rp.end
+    out.fatal = rp.fatal
+    out.outcome = "horizon" if rp.horizon_hit else rp.outcome
+    return out
