@@ -52,9 +52,9 @@ def _plan() -> Plan:
             "name": "NGC 188",
             "coordinates": {"ra": "00:48:26", "dec": "+85:14:42"},
             "sequence": [{"slew": {}}, {"filter": "L"},
-                         {"expose": {"count": FRAMES, "exposure": 3, "binning": 2}}],
+                         {"expose": {"count": FRAMES, "exposure": 1, "binning": 2}}],
         }],
-        "shutdown": [{"guide": "stop"}, {"warm": {"to": WARM_TO, "rate": 30, "timeout": 600}},
+        "shutdown": [{"guide": "stop"}, {"warm": {"to": WARM_TO, "rate": 60, "timeout": 600}},
                      {"park": {}}],
     })
 
