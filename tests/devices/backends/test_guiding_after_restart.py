@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from astropy.io import fits
 from backend_rigs import build, equipment
 from test_server_restart import DOWN_FOR, Server, named, rig_state, server  # noqa: F401
@@ -63,10 +64,14 @@ async def _cooling_on_server(backend: str, address: str) -> tuple[float | None, 
         await cam.disconnect()
 
 
-async def _guided_night(backend: str, srv: Server, tmp_path: Path
+async def _guided_night(backend: str, srv: Server, tmp_path: Path, phd2_at_kill: str
                         ) -> tuple[RunResult, Timed, list[tuple[str, str]]]:
     """The night, with PHD2 (its simulator) as a separate guider the test can ask: the
-    events (real time) and what PHD2 said its state was at each exposure start."""
+    events (real time) and what PHD2 said its state was at each exposure start.
+
+    ``phd2_at_kill``: "keeps guiding" (PHD2 guides through its own camera and mount), or
+    "stops guiding" (PHD2 pulse-guides through the server's mount, and stops capturing when
+    that goes — as PHD2 does when its equipment disconnects)."""
     phd2 = PHD2Simulator(clock=ScaledClock(speed=SPEED), port=0, exposure_s=1.0,
                          calibration_steps=2, save_dir=tmp_path / "phd2")
     await phd2.start()
@@ -80,6 +85,8 @@ async def _guided_night(backend: str, srv: Server, tmp_path: Path
         phd2_at_start.append((str(e["key"]), phd2.app_state))
         if str(e["key"]).endswith("#f1") and srv.killed_at is None:
             srv.kill_and_restart_later()
+            if phd2_at_kill == "stops guiding":
+                phd2.core.rpc_stop_capture(None)  # what its stop_capture request does
 
     guider = GuiderProfile(backend="phd2", host="127.0.0.1", port=phd2.port, exposure=1.0)
     # no safety monitor: one on the killed server is unreadable while it is down (another
@@ -94,11 +101,13 @@ async def _guided_night(backend: str, srv: Server, tmp_path: Path
     return result, events, phd2_at_start
 
 
+@pytest.mark.parametrize("phd2_at_kill", ["keeps guiding", "stops guiding"])
 def test_after_a_server_restart_guiding_is_re_established_before_the_next_light(
-    server: tuple[str, Server], tmp_path: Path,  # noqa: F811 (the fixture)
+    server: tuple[str, Server], tmp_path: Path, phd2_at_kill: str,  # noqa: F811 (the fixture)
 ) -> None:
     backend, srv = server
-    result, events, phd2_at_start = asyncio.run(_guided_night(backend, srv, tmp_path))
+    result, events, phd2_at_start = asyncio.run(
+        _guided_night(backend, srv, tmp_path, phd2_at_kill))
     assert result.outcome == "completed", result.summary["errors"]
     assert srv.killed_at is not None and srv.restarting_at is not None
     assert srv.up_again_at is not None and srv.up_again_at - srv.killed_at >= DOWN_FOR * 0.9
@@ -123,7 +132,8 @@ def test_after_a_server_restart_guiding_is_re_established_before_the_next_light(
     assert srv.restarting_at < t_guiding <= t_restored < first_light, \
         "guiding was not restarted by the restore, before the next light"
 
-    # PHD2 itself was guiding at every light's start, those after the restart included
+    # PHD2 itself was guiding at every light's start, those after the restart included (a
+    # retried light starts only once the rig is restored)
     assert len(phd2_at_start) >= FRAMES
     assert all(state == "Guiding" for _, state in phd2_at_start), phd2_at_start
 
