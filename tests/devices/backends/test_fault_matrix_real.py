@@ -5,6 +5,10 @@ runs on the real devices (the camera warmed with its cooler off, the mount parke
 lost or left half written, and the outcome names the cause. Where the server is gone, the
 night says the rig may not be safe rather than claiming it is.
 
+The record's faults on real servers (a full disk, a locked image index) are in
+``test_fault_matrix_real_disk.py``; guiding re-established after a server restart in
+``test_guiding_after_restart.py``.
+
 Each case starts its own server (own port and directory), so the cases run in parallel."""
 
 from __future__ import annotations
