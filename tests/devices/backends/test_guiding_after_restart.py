@@ -101,7 +101,10 @@ async def _guided_night(backend: str, srv: Server, tmp_path: Path, phd2_at_kill:
     return result, events, phd2_at_start
 
 
-@pytest.mark.parametrize("phd2_at_kill", ["keeps guiding", "stops guiding"])
+# each server once, each PHD2 behaviour once: the four combinations cost 4 min of the suite
+@pytest.mark.parametrize(("server", "phd2_at_kill"),
+                         [("alpaca", "keeps guiding"), ("indi", "stops guiding")],
+                         indirect=["server"])
 def test_after_a_server_restart_guiding_is_re_established_before_the_next_light(
     server: tuple[str, Server], tmp_path: Path, phd2_at_kill: str,  # noqa: F811 (the fixture)
 ) -> None:
