@@ -127,7 +127,8 @@ async def solve_fits(
         out = Path(tmp)
         config = out / "astrometry.cfg"
         config.write_text("inparallel\n" + "".join(f"index {p}\n" for p in indexes))
-        cmd = solve_command(solver, image, out, config, hints, timeout - 1)
+        cpu_limit = timeout - 1
+        cmd = solve_command(solver, image, out, config, hints, cpu_limit)
         proc = await asyncio.create_subprocess_exec(
             *cmd, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
             stdin=asyncio.subprocess.DEVNULL, start_new_session=True)
@@ -148,6 +149,9 @@ async def solve_fits(
             raise SolveError(f"{image.name}: solve-field failed (exit {proc.returncode}): "
                              + " | ".join(tail))
         if not (out / "solved").exists() or not wcs.exists():
+            if time.monotonic() - t0 >= max(1, int(cpu_limit)):
+                # it gave up at --cpulimit, which an idle machine reaches before the timeout
+                raise SolveError(f"{image.name}: no solution within {timeout:g} s")
             raise SolveError(f"{image.name}: no solution (not enough catalogue stars matched "
                              "— clouds, a wrong scale, or a field the index does not cover)")
         text = wcs.read_bytes().decode("ascii", errors="replace")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import textwrap
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from runner.engine.journal import Journal
 from runner.engine.run import Run, RunOptions, RunResult
 from runner.plan.loader import load_plan
 
@@ -90,3 +92,18 @@ def names(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 
 RunFactory = Callable[..., RunResult]
+
+
+def journalled_frames(journals: Iterable[Path]) -> dict[str, str]:
+    """The journals' final word: frame key → path (a lost frame forgotten); asserts that no
+    path stands for two frames."""
+    frames: dict[str, str] = {}
+    for journal in journals:
+        for e in Journal.read(journal):
+            if e["type"] == "frame":
+                frames[e["key"]] = e["path"]
+            elif e["type"] == "frame_lost":
+                frames.pop(e["key"], None)
+    paths = Counter(frames.values())
+    assert all(n == 1 for n in paths.values()), paths
+    return frames

@@ -12,12 +12,11 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from runner.engine.journal import Journal
-from tests.engine.conftest import CLUSTER, Rig, names
+from tests.engine.conftest import CLUSTER, Rig, journalled_frames, names
 
 NR = str(Path(sys.executable).parent / "nightrunner")
 PLANNED = sorted(f"NGC 188_{f}_20s_{i:04d}.fits" for f in ("L", "R") for i in range(1, 11))
@@ -72,15 +71,7 @@ def _events(rig: Rig) -> list[dict[str, Any]]:
 
 def _one_path_per_frame(rig: Rig) -> dict[str, str]:
     """The journal's final word: frame key → path, no path for two frames."""
-    frames: dict[str, str] = {}
-    for e in Journal.read(_journal(rig)):
-        if e["type"] == "frame":
-            frames[e["key"]] = e["path"]
-        elif e["type"] == "frame_lost":
-            frames.pop(e["key"], None)
-    paths = Counter(frames.values())
-    assert all(n == 1 for n in paths.values()), paths
-    return frames
+    return journalled_frames([_journal(rig)])
 
 
 def test_a_cut_journal_and_two_kills_still_give_exactly_the_planned_frames(rig: Rig) -> None:

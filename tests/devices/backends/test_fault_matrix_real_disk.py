@@ -17,7 +17,6 @@ import asyncio
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,12 +27,12 @@ from backend_rigs import equipment
 from test_server_restart import Server, rig_state, server  # noqa: F401 (the fixture)
 
 from runner.clock import ScaledClock
-from runner.engine.journal import Journal
 from runner.engine.run import Run, RunOptions, RunResult
 from runner.guiding.sim import PHD2Simulator
 from runner.plan.equipment import GuiderProfile
 from runner.plan.models import Plan
 from runner.storage.index import ImageIndex
+from tests.engine.conftest import journalled_frames
 from tests.engine.test_fault_shutdown import _fill, _mounted
 
 FRAMES = 6
@@ -116,16 +115,7 @@ def _frames_on_disk(data: Path) -> list[Path]:
 
 def _journalled(data: Path) -> dict[str, str]:
     """The journals' final word: frame key → path; no key or path twice."""
-    frames: dict[str, str] = {}
-    for journal in data.glob("runs/*/journal.jsonl"):
-        for e in Journal.read(journal):
-            if e["type"] == "frame":
-                frames[e["key"]] = e["path"]
-            elif e["type"] == "frame_lost":
-                frames.pop(e["key"], None)
-    paths = Counter(frames.values())
-    assert all(n == 1 for n in paths.values()), paths
-    return frames
+    return journalled_frames(data.glob("runs/*/journal.jsonl"))
 
 
 # ----------------------------------------------------------------------------- a full disk
