@@ -101,7 +101,7 @@ def one_side(side: str, frames: int, size: int, where: str | None) -> None:
     with tempfile.TemporaryDirectory(dir=where) as d:
         if side in ("bare", "bare-tuned"):
             if side == "bare-tuned":
-                from runner.engine.memory import keep_frame_buffers
+                from runner.memory import keep_frame_buffers
 
                 keep_frame_buffers()
             print(json.dumps({"loop": asyncio.run(bare(frames, size, Path(d)))}))
@@ -149,7 +149,7 @@ def main() -> None:
     print(f"engine (frame loop): {e_med:7.2f} s  ({e_med / n * 1e3:6.1f} ms/frame)")
     t = statistics.median(tuned)
     print(f"ratio              : {e_med / b:7.3f}×  (bar ≤ 1.10×)")
-    print(f"bare loop with the engine's malloc tuning (runner.engine.memory): {t:6.2f} s → "
+    print(f"bare loop with the engine's malloc tuning (runner.memory): {t:6.2f} s → "
           f"ratio {e_med / t:.3f}×")
     print(f"engine whole run   : {statistics.median(wholes):7.2f} s  "
           "(set-up, index, journal, shutdown included)")

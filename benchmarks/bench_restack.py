@@ -33,6 +33,7 @@ import numpy as np
 import tifffile
 from astropy.io import fits
 
+from runner.memory import keep_frame_buffers
 from runner.restack.graph import build_plan
 from runner.restack.run import run_in_process, run_on_client
 from runner.restack.select import select_groups
@@ -139,6 +140,9 @@ def bench_memory(root: Path, base: list[Path], counts: list[int], size: int) -> 
 
 
 def bench_overhead(root: Path, base: list[Path], n: int, size: int) -> None:
+    # both sides with the malloc tuning of the processes they run in (the night's, and
+    # restack's): without it, whichever runs first pays the page faults of untuned buffers
+    keep_frame_buffers()
     data = _archive(root, base, n, size)
     groups = select_groups([data])
     paths = [f.path for f in groups[0].frames]

@@ -27,12 +27,12 @@ from runner.engine.events import EventBus
 from runner.engine.executor import Executor, FatalRunError
 from runner.engine.journal import Journal, ResumeState, plan_digest, resume_state
 from runner.engine.lock import DataDirLock
-from runner.engine.memory import keep_frame_buffers
 from runner.engine.reconcile import reconcile
 from runner.engine.run_dirs import find_resumable, new_run_dir, why_nothing_to_resume
 from runner.engine.run_record import write_record
 from runner.engine.run_services import night_services, site_tz
 from runner.errors import NightrunnerError, RunAborted
+from runner.memory import keep_frame_buffers
 from runner.plan.equipment import Equipment
 from runner.plan.models import Plan
 

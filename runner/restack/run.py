@@ -17,6 +17,7 @@ from typing import Any
 
 from distributed import WorkerPlugin
 
+from runner.memory import keep_frame_buffers
 from runner.restack.graph import Key, Plan
 from runner.restack.output import GroupSummary
 from runner.restack.tasks import FrameReport
@@ -46,6 +47,8 @@ def run_in_process(plan: Plan, on_report: OnReport | None = None) -> list[GroupS
     from dask.callbacks import Callback
     from dask.local import get_sync
 
+    keep_frame_buffers()
+
     def posttask(key: Any, result: Any, *_: Any) -> None:
         where = plan.reports.get(key)
         if where is not None and on_report is not None:
@@ -57,7 +60,8 @@ def run_in_process(plan: Plan, on_report: OnReport | None = None) -> list[GroupS
 
 
 class OneOpenCVThread(WorkerPlugin):
-    """Worker plugin: OpenCV single-threaded in the workers.
+    """Worker plugin: OpenCV single-threaded in the workers, and freed frame buffers kept for
+    the next frame (:mod:`runner.memory`).
 
     Dask's worker threads are the parallelism; OpenCV's own thread pool on top of them would
     oversubscribe the cores (and let a 1-worker run use every core, hiding the scaling).
@@ -70,6 +74,7 @@ class OneOpenCVThread(WorkerPlugin):
         import cv2
 
         cv2.setNumThreads(1)
+        keep_frame_buffers()
 
 
 def run_on_client(

@@ -1,4 +1,5 @@
-"""Keep frame-sized buffers in the heap (glibc only).
+"""Keep frame-sized buffers in the heap (glibc only), in every process that handles frames: the
+night's, ``nightrunner restack`` in-process and its Dask workers.
 
 Every frame allocates a few arrays of 16–64 MB. glibc serves such sizes with fresh ``mmap``s and
 returns them on ``free``, so each frame faults its buffers in again: measured 31 ms instead of
