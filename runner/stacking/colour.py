@@ -27,7 +27,6 @@ A colour camera's stack is already colour and needs none of this.
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from astropy.io import fits
 from runner.errors import RegistrationError, StackingError
 from runner.stacking.output import atomic_write_bytes, jpeg_bytes
 from runner.stacking.register import Registration, find_transform, registration_stars, warp
+from runner.stacking.stackfits import fits_bytes
 from runner.stacking.stretch import StretchParams, auto_parameters, mtf, stretch
 
 F32 = npt.NDArray[np.float32]
@@ -207,10 +207,10 @@ def write_colour(stacked_dir: Path, target: str, colour: Colour, stacking_ids: M
     header["PALETTE"] = (colour.plan.palette, f"filters on R, G, B: {filters}")
     header["ROWORDER"] = ("TOP-DOWN", "row 0 is the top of the image")
     header.add_comment("Planes 1, 2, 3 are R, G, B; registered, sky-neutralised, linear")
-    buf = io.BytesIO()
-    fits.PrimaryHDU(np.moveaxis(img(colour.linear), -1, 0), header).writeto(buf)
+    # a (3, H, W) cube written from a contiguous copy: astropy writes a strided view (the
+    # moved axis) one element at a time — 4 s for a 2048² preview, in the night's process
     paths["fits"] = stacked_dir / f"{base}.fits"
-    atomic_write_bytes(paths["fits"], buf.getvalue())
+    atomic_write_bytes(paths["fits"], fits_bytes(colour.linear, header, flip=flip))
     meta = {
         "target": target,
         "palette": colour.plan.palette,
