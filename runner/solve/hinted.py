@@ -33,6 +33,7 @@ Pure numpy and blocking (run it in a thread); it checks its deadline as it goes.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import dataclass
 
@@ -224,9 +225,11 @@ def _source_triangles(src: Sources, width: int, height: int) -> Triangles:
 
 
 def match(src: Sources, width: int, height: int, field: Field, scale_arcsec: float,
-          scale_tolerance: float, radius_deg: float, deadline: float) -> Match | None:
+          scale_tolerance: float, radius_deg: float, deadline: float,
+          cancel: threading.Event | None = None) -> Match | None:
     """The verified solution of ``src`` against ``field`` (catalogue stars about the hinted
-    pointing), or None. :class:`SolveError` when ``deadline`` (``time.monotonic``) passes."""
+    pointing), or None. :class:`SolveError` when ``deadline`` (``time.monotonic``) passes or
+    ``cancel`` is set first."""
     lo, hi = scale_arcsec * (1 - scale_tolerance), scale_arcsec * (1 + scale_tolerance)
     fr = _Frame(width, height, src.x + 1j * src.y,
                 -2.5 * np.log10(np.maximum(src.flux, 1e-9)), lo, hi, radius_deg * 3600.0)
@@ -238,7 +241,7 @@ def match(src: Sources, width: int, height: int, field: Field, scale_arcsec: flo
     accepted: list[_Verified] = []
     hypotheses = 0
     for t in range(len(det)):
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline or (cancel is not None and cancel.is_set()):
             raise SolveError("the hinted matcher ran out of time")
         tol = SIDE_PX * 2.0 / float(det.longest[t])
         hits = similar(cat, float(det.ratio_mid[t]), float(det.ratio_short[t]), tol,
