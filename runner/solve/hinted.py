@@ -60,9 +60,10 @@ SIDE_PX = 1.5
 MIN_STARS = 5
 #: Largest accepted probability that any tried hypothesis would verify by chance.
 FALSE_MATCH_BOUND = 1e-6
-#: Catalogue stars kept in the search area at most (the brightest): bounds time and memory on
-#: Milky Way fields, which solve-field solves anyway.
-MAX_CATALOGUE = 1500
+#: Catalogue stars kept per field area, on average over the search area (the brightest): the
+#: triangles grow as the cube of the density, and a Milky Way field (which solve-field solves
+#: anyway) would otherwise cost seconds and hundreds of MB. Sparse fields keep every star.
+STARS_PER_FIELD = 12.0
 #: Frame edge margin: a predicted star closer to the edge than this is not expected.
 EDGE_PX = 4.0
 
@@ -111,13 +112,21 @@ def project(ra: F64, dec: F64, ra0: float, dec0: float) -> tuple[F64, F64]:
     return xi * ARCSEC_PER_RAD, eta * ARCSEC_PER_RAD
 
 
-def field_around(ra: F64, dec: F64, mag: F64, ra0: float, dec0: float) -> Field:
-    """The catalogue stars given, brightest :data:`MAX_CATALOGUE`, about (ra0, dec0)."""
-    if ra.size > MAX_CATALOGUE:
-        keep = np.argsort(mag, kind="stable")[:MAX_CATALOGUE]
-        ra, dec, mag = ra[keep], dec[keep], mag[keep]
+def field_around(ra: F64, dec: F64, mag: F64, ra0: float, dec0: float,
+                 keep: int | None = None) -> Field:
+    """The catalogue stars given (the brightest ``keep``), about (ra0, dec0)."""
+    if keep is not None and ra.size > keep:
+        brightest = np.argsort(mag, kind="stable")[:keep]
+        ra, dec, mag = ra[brightest], dec[brightest], mag[brightest]
     xi, eta = project(ra, dec, ra0, dec0)
     return Field(ra0, dec0, xi, eta, mag)
+
+
+def catalogue_budget(radius_deg: float, field_area_deg2: float) -> int:
+    """How many catalogue stars a search area of ``radius_deg`` keeps: :data:`STARS_PER_FIELD`
+    per field area."""
+    area = 2 * math.pi * (1 - math.cos(math.radians(radius_deg))) * (180 / math.pi) ** 2
+    return math.ceil(STARS_PER_FIELD * area / field_area_deg2)
 
 
 def _fit(pix: C128, sky: C128, flipped: bool) -> tuple[complex, complex]:
