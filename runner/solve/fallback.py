@@ -20,7 +20,14 @@ from astropy.io import fits
 from runner.errors import NoSolution, SolveError
 from runner.solve.astrometry import SCALE_TOLERANCE, SolveHints
 from runner.solve.catalogue import load_catalogue
-from runner.solve.hinted import Match, Sources, catalogue_budget, field_around, match
+from runner.solve.hinted import (
+    MAX_RADIUS_DEG,
+    Match,
+    Sources,
+    catalogue_budget,
+    field_around,
+    match,
+)
 from runner.solve.wcs import Solution, solution_from_header
 
 #: Detected sources handed to the matcher (its triangles use the brightest few; the rest
@@ -75,12 +82,13 @@ def solve_hinted(path: Path, hints: SolveHints, deadline: float, *,
     src, width, height = detect_sources(path)
     catalogue = load_catalogue(index_dir)
     half_diag = math.hypot(width, height) / 2 * hints.scale_arcsec * (1 + SCALE_TOLERANCE)
-    radius = hints.radius_deg + half_diag / 3600
+    search = min(hints.radius_deg, MAX_RADIUS_DEG)
+    radius = search + half_diag / 3600
     ra, dec, mag = catalogue.around(hints.ra, hints.dec, radius)
     field_area = width * height * (hints.scale_arcsec / 3600) ** 2
     field = field_around(ra, dec, mag, hints.ra, hints.dec, catalogue_budget(radius, field_area))
-    got = match(src, width, height, field, hints.scale_arcsec, SCALE_TOLERANCE,
-                hints.radius_deg, deadline, cancel)
+    got = match(src, width, height, field, hints.scale_arcsec, SCALE_TOLERANCE, search,
+                deadline, cancel)
     if got is None:
         raise NoSolution(f"{path.name}: no solution (solve-field found none, and the hinted "
                          f"matcher none it could verify among {src.x.size} sources)")

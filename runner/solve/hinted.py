@@ -1,6 +1,6 @@
-"""A hinted matcher for fields astrometry.net cannot solve: four to seven catalogue stars.
+"""A hinted matcher for fields astrometry.net cannot solve: five to seven catalogue stars.
 
-Why: a 33′×25′ field at high galactic latitude holds only 4–7 Tycho-2 stars. ``solve-field``
+Why: a 33′×25′ field at high galactic latitude holds only 1–7 Tycho-2 stars. ``solve-field``
 then finds no quad of them in its index, or finds the right one and cannot reach its odds
 threshold of 10⁹ on two or three further stars. With the hints the engine always has — the
 image scale from the optics (±15 %) and the mount's pointing with a search radius — a field
@@ -64,6 +64,9 @@ FALSE_MATCH_BOUND = 1e-6
 #: triangles grow as the cube of the density, and a Milky Way field (which solve-field solves
 #: anyway) would otherwise cost seconds and hundreds of MB. Sparse fields keep every star.
 STARS_PER_FIELD = 12.0
+#: The widest search around the hint (a larger radius is searched this far): hypotheses, time
+#: and the false-match bound all grow with the area, and a mount that far off is not "hinted".
+MAX_RADIUS_DEG = 3.0
 #: Frame edge margin: a predicted star closer to the edge than this is not expected.
 EDGE_PX = 4.0
 

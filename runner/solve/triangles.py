@@ -59,15 +59,16 @@ def all_triangles(xy: F64, min_longest: float, max_side: float, min_height: floa
     n = len(xy)
     if n < 3:
         return _describe(xy, np.zeros((0, 3), dtype=np.int64))
-    d = np.hypot(xy[:, None, 0] - xy[None, :, 0], xy[:, None, 1] - xy[None, :, 1])
-    near = d <= max_side
     parts: list[I64] = []
-    for i in range(n - 2):
-        js = np.flatnonzero(near[i, i + 1:]) + i + 1
+    for i in range(n - 2):  # a row at a time: memory O(n), not the O(n²) distance matrix
+        rest = xy[i + 1:]
+        js = np.flatnonzero(np.hypot(rest[:, 0] - xy[i, 0], rest[:, 1] - xy[i, 1]) <= max_side)
         if js.size < 2:
             continue
-        sub = np.triu(near[np.ix_(js, js)], k=1)
-        a, b = np.nonzero(sub)
+        js += i + 1
+        p = xy[js]
+        near = np.hypot(p[:, None, 0] - p[None, :, 0], p[:, None, 1] - p[None, :, 1]) <= max_side
+        a, b = np.nonzero(np.triu(near, k=1))
         if a.size:
             parts.append(np.column_stack([np.full(a.size, i), js[a], js[b]]))
     tri = np.concatenate(parts) if parts else np.zeros((0, 3), dtype=np.int64)

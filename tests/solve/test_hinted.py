@@ -19,7 +19,7 @@ from runner.plan.equipment import Equipment
 from runner.solve import SolveHints, solve_path, write_wcs
 from runner.solve.astrometry import solve_fits
 from runner.solve.catalogue import load_catalogue
-from runner.solve.fallback import NAME, detect_sources
+from runner.solve.fallback import NAME, detect_sources, solve_hinted
 from runner.solve.geometry import separation_arcsec
 from runner.solve.hinted import Sources, elementary_symmetric, field_around, match, project
 from runner.solve.solver import hints_from_header
@@ -144,6 +144,17 @@ def test_four_catalogue_stars_are_not_enough_to_be_sure(tmp_path: Path) -> None:
     assert stars_in_frame(truth, eq) == 4
     with pytest.raises(NoSolution):
         asyncio.run(solve_path(path, timeout=30))
+
+
+def test_a_vague_hint_is_searched_three_degrees_around(
+    sparse_frame: tuple[Path, Equipment, tuple[float, float]]
+) -> None:
+    path, _, truth = sparse_frame
+    hints = hints_from_header(fits.getheader(path), radius_deg=30.0)
+    t0 = time.monotonic()
+    sol = solve_hinted(path, hints, time.monotonic() + 20)
+    assert time.monotonic() - t0 < 10
+    assert separation_arcsec(sol.ra, sol.dec, *truth) < 5
 
 
 def test_the_matcher_stops_at_its_deadline(
