@@ -58,7 +58,7 @@ def main() -> int:
                 dt = time.perf_counter() - t0
                 err = separation_arcsec(sol.ra, sol.dec, *truth)
                 good = err <= 30.0
-                note = f"error {err:5.1f}″"
+                note = f"error {err:5.1f}″  ({sol.solver})"
             except SolveError as exc:
                 dt, good, note = time.perf_counter() - t0, False, f"FAILED: {exc}"
             times.append(dt)

@@ -16,7 +16,8 @@ most specific class here, so callers handle *our* errors and never a library's::
     ├── StackingError             a frame could not be calibrated, registered or accumulated
     │   └── RegistrationError     a frame's stars could not be matched to the reference
     ├── SolveError                a frame could not be plate-solved (no match, time limit)
-    │   └── SolverMissing         solve-field or its index files are not installed
+    │   ├── SolverMissing         solve-field or its index files are not installed
+    │   └── NoSolution            the search ended without a match (not the time limit)
     ├── RunAborted                an abort was requested (RPC, CLI, signal, unsafe weather)
     └── RunLockedError            another run holds the data directory
 """
@@ -82,6 +83,11 @@ class SolveError(NightrunnerError):
 
 class SolverMissing(SolveError):
     """The plate solver (astrometry.net's solve-field) or its index files are not installed."""
+
+
+class NoSolution(SolveError):
+    """The solver searched all it had and found no match, with time left: what the hinted
+    matcher (``runner.solve.hinted``) is tried after."""
 
 
 class RunAborted(NightrunnerError):

@@ -83,7 +83,7 @@ class CentreMixin(FocusMixin):
             action = "done" if done else "sync" if syncs else "offset"
             self.bus.emit("centring", attempt=attempt, ra=round(sol.ra, 6),
                           dec=round(sol.dec, 6), error_arcsec=round(error, 2), action=action,
-                          path=str(path), solve_s=round(sol.seconds, 2))
+                          path=str(path), solve_s=round(sol.seconds, 2), solver=sol.solver)
             if done:
                 return
             if syncs and syncer is not None:

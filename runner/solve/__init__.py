@@ -1,10 +1,13 @@
 """Plate solving: astrometry.net's ``solve-field`` driven as a subprocess with a time limit.
 
 Modules, one job each: ``geometry`` (tangent-plane offsets and separations, pure math),
-``astrometry`` (the subprocess: hints, time limit, kill), ``wcs`` (a solution read from and
-written into FITS headers), ``solver`` (a file or header to a solution), ``cli``
-(``nightrunner solve``). Names load on first use (PEP 562): ``runner.solve.geometry`` is
-imported by the simulators and the engine, which must not pay for astropy.
+``astrometry`` (the subprocess: hints, time limit, kill), ``catalogue`` (the Tycho-2 stars of
+the index files, shared with the simulator), ``triangles`` and ``hinted`` (the hinted matcher
+tried when solve-field finds nothing), ``fallback`` (that matcher on a file), ``wcs`` (a
+solution read from and written into FITS headers), ``solver`` (a file or header to a
+solution), ``cli`` (``nightrunner solve``). Names load on first use (PEP 562):
+``runner.solve.geometry`` is imported by the simulators and the engine, which must not pay for
+astropy.
 """
 
 from __future__ import annotations

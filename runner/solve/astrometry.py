@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.errors import SolveError, SolverMissing
+from runner.errors import NoSolution, SolveError, SolverMissing
 
 #: Where Debian's astrometry-data-* packages put the index files.
 DEFAULT_INDEX_DIR = Path(os.environ.get("NIGHTRUNNER_ASTROMETRY_INDEX", "/usr/share/astrometry"))
@@ -152,7 +152,7 @@ async def solve_fits(
             if time.monotonic() - t0 >= max(1, int(cpu_limit)):
                 # it gave up at --cpulimit, which an idle machine reaches before the timeout
                 raise SolveError(f"{image.name}: no solution within {timeout:g} s")
-            raise SolveError(f"{image.name}: no solution (not enough catalogue stars matched "
+            raise NoSolution(f"{image.name}: no solution (not enough catalogue stars matched "
                              "— clouds, a wrong scale, or a field the index does not cover)")
         text = wcs.read_bytes().decode("ascii", errors="replace")
     return RawSolution(text, time.monotonic() - t0)

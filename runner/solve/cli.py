@@ -29,7 +29,8 @@ def solve(
     timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 60.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the solution as JSON.")] = False,
 ) -> None:
-    """Plate-solve FILE with astrometry.net: centre RA/Dec, rotation and scale."""
+    """Plate-solve FILE with astrometry.net (and, with hints, the hinted matcher when it finds
+    nothing): centre RA/Dec, rotation and scale."""
     from dataclasses import replace
 
     from astropy.io import fits
@@ -61,14 +62,15 @@ def solve(
         typer.echo(json.dumps({"file": str(file), "ra": round(sol.ra, 6),
                                "dec": round(sol.dec, 6), "rotation": round(sol.rotation, 3),
                                "scale": round(sol.scale, 4), "flipped": sol.flipped,
-                               "seconds": round(sol.seconds, 2), "written": write}))
+                               "seconds": round(sol.seconds, 2), "solver": sol.solver,
+                               "written": write}))
         return
     from runner.storage.fits import format_dec, format_ra
 
     typer.echo(f"{file.name}: RA {format_ra(sol.ra)} ({sol.ra:.5f}°)  "
                f"Dec {format_dec(sol.dec)} ({sol.dec:+.5f}°)")
     typer.echo(f"  rotation {sol.rotation:.2f}° E of N{' (flipped)' if sol.flipped else ''}  "
-               f"scale {sol.scale:.3f}″/px  solved in {sol.seconds:.1f} s"
+               f"scale {sol.scale:.3f}″/px  solved in {sol.seconds:.1f} s by {sol.solver}"
                + ("  WCS written" if write else ""))
 
 

@@ -1,5 +1,5 @@
-"""A plate solution: the WCS cards astrometry.net wrote, read as centre, rotation and scale,
-and written into a frame's FITS header.
+"""A plate solution: the WCS cards astrometry.net (or the hinted matcher) wrote, read as
+centre, rotation and scale, and written into a frame's FITS header.
 
 The header is the product: with the WCS cards in it, every post-processing tool (Siril,
 PixInsight, ASTAP, DS9) knows where the frame points. ``write_wcs`` replaces the file
@@ -38,6 +38,7 @@ class Solution:
     flipped: bool
     header: fits.Header
     seconds: float = 0.0
+    solver: str = "astrometry.net"
 
     def wcs(self) -> WCS:
         return WCS(self.header)
@@ -54,7 +55,8 @@ def wcs_cards(header: fits.Header) -> fits.Header:
 
 
 def solution_from_header(
-    header: fits.Header | str, width: int, height: int, seconds: float = 0.0
+    header: fits.Header | str, width: int, height: int, seconds: float = 0.0,
+    solver: str = "astrometry.net",
 ) -> Solution:
     """Read a solution; the centre is that of a ``width``×``height`` image."""
     if isinstance(header, str):
@@ -71,14 +73,14 @@ def solution_from_header(
     flipped = (right - rotation) % 360.0 < 180.0
     cd = w.pixel_scale_matrix
     scale = math.sqrt(abs(float(cd[0, 0] * cd[1, 1] - cd[0, 1] * cd[1, 0]))) * 3600.0
-    return Solution(ra % 360.0, dec, rotation, scale, flipped, cards, seconds)
+    return Solution(ra % 360.0, dec, rotation, scale, flipped, cards, seconds, solver)
 
 
 def write_wcs(path: Path, solution: Solution) -> None:
     """Put the solution's cards into the primary header of ``path``, atomically. Blocking."""
     with fits.open(path, memmap=False) as hdul:
         hdul[0].header.update(solution.header)
-        hdul[0].header["PLTSOLVD"] = (True, "plate solved by astrometry.net (Nightrunner)")
+        hdul[0].header["PLTSOLVD"] = (True, f"plate solved by {solution.solver}")
         out = io.BytesIO()
         hdul.writeto(out)
     atomic_write_bytes(path, out.getvalue())  # the storage layer's: whole file or none

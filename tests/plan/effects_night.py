@@ -177,7 +177,7 @@ class _Solver:
         self.night.solves.append(timeout)
         self.solved += 1
         north = self.solved * self.miss / 3600.0  # from the mount: the last correction's miss
-        sol = SimpleNamespace(ra=hints.ra, dec=hints.dec + north, seconds=1.0)
+        sol = SimpleNamespace(ra=hints.ra, dec=hints.dec + north, seconds=1.0, solver="fake")
         return sol, Path(f"(virtual)/{name}.fits")
 
 

@@ -29,7 +29,7 @@ site: {{latitude: 52.37, longitude: 4.89, timezone: Europe/Amsterdam}}
 equipment: eq.yaml
 targets:
   - name: M31
-    coordinates: {{ra: "00:42:44.3", dec: "+41:16:09"}}
+    coordinates: {{ra: {ra}, dec: {dec}}}
     sequence:
       - slew: {{center: {center}}}
       - expose: {{count: 1, exposure: 2}}
@@ -38,12 +38,12 @@ targets:
 M31 = (10.684583, 41.269167)
 
 
-def _run(tmp_path: Path, *, error: float, center: str) -> tuple[Rig, list[dict[str, object]],
-                                                                  str]:
+def _run(tmp_path: Path, *, error: float, center: str, target: tuple[float, float] = M31
+         ) -> tuple[Rig, list[dict[str, object]], str]:
     rig = Rig(tmp_path, tmp_path / "data")
     (tmp_path / "eq.yaml").write_text(EQUIPMENT.format(error=error))
     plan = tmp_path / "plan.yaml"
-    plan.write_text(PLAN.format(center=center))
+    plan.write_text(PLAN.format(center=center, ra=target[0], dec=target[1]))
     result = rig.run(plan, speed=50.0, start=EVENING)
     events = [json.loads(x) for x in (result.run_dir / "events.jsonl").read_text().splitlines()]
     return rig, events, result.outcome
@@ -88,3 +88,15 @@ def test_center_true_on_a_well_pointed_mount_takes_one_attempt(tmp_path: Path) -
     assert outcome == "completed"
     assert [a["action"] for a in attempts] == ["done"]
     assert float(attempts[0]["error_arcsec"]) <= 30  # type: ignore[arg-type]
+
+
+def test_a_field_of_five_catalogue_stars_is_centred_by_the_hinted_matcher(tmp_path: Path) -> None:
+    """solve-field cannot solve the centred field (five Tycho-2 stars): the hinted matcher can."""
+    target = (58.10785, 70.11059)
+    _, events, outcome = _run(tmp_path, error=10, center="{tolerance: 20, attempts: 5}",
+                              target=target)
+    attempts = [e for e in events if e["event"] == "centring"]
+    assert outcome == "completed", attempts
+    assert attempts[-1]["action"] == "done"
+    assert attempts[-1]["solver"] == "Nightrunner hinted matcher"
+    assert float(attempts[-1]["error_arcsec"]) <= 20  # type: ignore[arg-type]
