@@ -1,6 +1,7 @@
 """Small-angle geometry on the sphere: offsets in the tangent plane and separations.
 
-Pure math (no astropy), so the simulators and the engine can use it without the import cost.
+Pure math (no astropy: numpy for many stars at once), so the simulators and the engine can use
+it without the import cost.
 Offsets are (east, north) arcsec in the gnomonic tangent plane at a reference point: that is
 what a pointing error, a dither or a centring correction is, and it stays meaningful near the
 celestial pole where a difference of RA does not.
@@ -9,6 +10,11 @@ celestial pole where a difference of RA does not.
 from __future__ import annotations
 
 import math
+
+import numpy as np
+import numpy.typing as npt
+
+F64 = npt.NDArray[np.float64]
 
 ARCSEC_PER_RAD = 180.0 / math.pi * 3600.0
 
@@ -32,6 +38,20 @@ def tangent_offset(ra0: float, dec0: float, ra: float, dec: float) -> tuple[floa
     xi = math.cos(d) * math.sin(a - a0) / cos_c
     eta = (math.cos(d0) * math.sin(d) - math.sin(d0) * math.cos(d) * math.cos(a - a0)) / cos_c
     return xi * ARCSEC_PER_RAD, eta * ARCSEC_PER_RAD
+
+
+def tangent_offsets(ra0: float, dec0: float, ra: F64, dec: F64) -> tuple[F64, F64]:
+    """:func:`tangent_offset` of many stars at once (degrees in, arcsec out): the one gnomonic
+    projection of the simulated sky and of the plate solver's catalogue. A star more than 90°
+    from the reference has no place in the plane: NaN."""
+    a0, d0 = math.radians(ra0), math.radians(dec0)
+    a, d = np.radians(ra), np.radians(dec)
+    cos_c = math.sin(d0) * np.sin(d) + math.cos(d0) * np.cos(d) * np.cos(a - a0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.where(cos_c > 0, ARCSEC_PER_RAD / cos_c, np.nan)
+    xi = np.cos(d) * np.sin(a - a0) * scale
+    eta = (math.cos(d0) * np.sin(d) - math.sin(d0) * np.cos(d) * np.cos(a - a0)) * scale
+    return xi, eta
 
 
 def offset_point(ra0: float, dec0: float, east: float, north: float) -> tuple[float, float]:

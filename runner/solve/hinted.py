@@ -41,7 +41,7 @@ import numpy as np
 import numpy.typing as npt
 
 from runner.errors import SolveError
-from runner.solve.geometry import ARCSEC_PER_RAD, offset_point
+from runner.solve.geometry import offset_point, tangent_offsets
 from runner.solve.triangles import Triangles, all_triangles, similar
 
 F64 = npt.NDArray[np.float64]
@@ -105,23 +105,13 @@ class Match:
     hypotheses: int
 
 
-def project(ra: F64, dec: F64, ra0: float, dec0: float) -> tuple[F64, F64]:
-    """Gnomonic projection about (ra0, dec0): (xi east, eta north) arcsec."""
-    a0, d0 = math.radians(ra0), math.radians(dec0)
-    a, d = np.radians(ra), np.radians(dec)
-    cos_c = math.sin(d0) * np.sin(d) + math.cos(d0) * np.cos(d) * np.cos(a - a0)
-    xi = np.cos(d) * np.sin(a - a0) / cos_c
-    eta = (math.cos(d0) * np.sin(d) - math.sin(d0) * np.cos(d) * np.cos(a - a0)) / cos_c
-    return xi * ARCSEC_PER_RAD, eta * ARCSEC_PER_RAD
-
-
 def field_around(ra: F64, dec: F64, mag: F64, ra0: float, dec0: float,
                  keep: int | None = None) -> Field:
     """The catalogue stars given (the brightest ``keep``), about (ra0, dec0)."""
     if keep is not None and ra.size > keep:
         brightest = np.argsort(mag, kind="stable")[:keep]
         ra, dec, mag = ra[brightest], dec[brightest], mag[brightest]
-    xi, eta = project(ra, dec, ra0, dec0)
+    xi, eta = tangent_offsets(ra0, dec0, ra, dec)
     return Field(ra0, dec0, xi, eta, mag)
 
 
@@ -294,7 +284,7 @@ def _final_fit(v: _Verified, field: Field, width: int, height: int, bound: float
     for _ in range(3):  # move the tangent point onto the image centre
         c = a * w_c + b
         ra0, dec0 = offset_point(ra0, dec0, c.real, c.imag)
-        xi, eta = project(ra_s, dec_s, ra0, dec0)
+        xi, eta = tangent_offsets(ra0, dec0, ra_s, dec_s)
         sky = xi + 1j * eta
         a, b = _fit(pix, sky, v.flipped)
     rms = float(np.sqrt(np.mean(np.abs(_to_pixels(sky, a, b, v.flipped) - pix) ** 2)))

@@ -19,6 +19,8 @@ from functools import lru_cache
 import numpy as np
 import numpy.typing as npt
 
+from runner.solve.geometry import tangent_offsets
+
 F64 = npt.NDArray[np.float64]
 
 TILE_DEG = 1.0
@@ -150,17 +152,10 @@ def project_stars(
 ) -> FieldStars:
     """Gnomonic (TAN) projection about (ra0, dec0) onto the sensor, stars within the box of
     half-side ``radius_px``: the one projection of synthetic and catalogue stars alike."""
-    a0, d0 = math.radians(ra0), math.radians(dec0)
-    a, d = np.radians(ra), np.radians(dec)
-    cos_c = math.sin(d0) * np.sin(d) + math.cos(d0) * np.cos(d) * np.cos(a - a0)
-    front = cos_c > 0.5
-    with np.errstate(divide="ignore", invalid="ignore"):
-        xi = np.cos(d) * np.sin(a - a0) / cos_c
-        eta = (math.cos(d0) * np.sin(d) - math.sin(d0) * np.cos(d) * np.cos(a - a0)) / cos_c
-    px_per_rad = 180.0 / math.pi * 3600.0 / scale_arcsec
-    x = -xi * px_per_rad  # east left
-    y = -eta * px_per_rad  # north up
-    keep = front & (np.abs(x) <= radius_px) & (np.abs(y) <= radius_px)
+    xi, eta = tangent_offsets(ra0, dec0, ra, dec)  # NaN behind the sky: never in the box
+    x = -xi / scale_arcsec  # east left
+    y = -eta / scale_arcsec  # north up
+    keep = (np.abs(x) <= radius_px) & (np.abs(y) <= radius_px)
     return FieldStars(x[keep], y[keep], flux[keep], colour[keep])
 
 
